@@ -1,0 +1,3 @@
+from dfcourse.cli import main
+
+raise SystemExit(main())

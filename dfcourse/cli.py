@@ -1,0 +1,91 @@
+"""Command line: ``python -m dfcourse {prepare,demo-data,...} --help``."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .io import BadInputError
+
+
+def _prepare(args) -> int:
+    from .ffpp import prepare_ffpp, prepare_folder
+
+    if bool(args.ffpp) == bool(args.folder):
+        print("prepare: give exactly one of --ffpp ROOT or --folder ROOT", file=sys.stderr)
+        return 2
+    if args.ffpp:
+        methods = args.methods.split(",") if args.methods else None
+        kw = {"methods": methods} if methods else {}
+        index = prepare_ffpp(args.ffpp, args.out, num_frames=args.frames, size=args.size,
+                             compression=args.compression, splits_dir=args.splits,
+                             device=args.device, **kw)
+    else:
+        index = prepare_folder(args.folder, args.out, size=args.size)
+    print(f"index written: {index}")
+    return 0
+
+
+def _demo_data(args) -> int:
+    from .demo import build_demo, build_ffpp_mini
+
+    index = build_demo(args.out, size=args.size, frames_per_id=args.frames, seed=args.seed,
+                       faces_dir=args.faces)
+    print(f"index written: {index}")
+    if args.videos:
+        root = build_ffpp_mini(args.videos, seed=args.seed)
+        print(f"mini FF++ video tree written: {root}")
+    return 0
+
+
+def _course(args) -> int:
+    from .course import project_root
+    from .runner import run_course
+
+    results = run_course(project_root(), args.notebooks or None, timeout=args.timeout)
+    return 0 if all(r["status"] == "pass" for r in results) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m dfcourse", description=__doc__)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    q = sub.add_parser("prepare", help="videos or images -> face crops + index.csv",
+                       description="Detect faces (MTCNN), crop them, and write OUT/index.csv.")
+    q.add_argument("--ffpp", metavar="ROOT", help="FaceForensics++ root (original_sequences/, ...)")
+    q.add_argument("--folder", metavar="ROOT", help="plain dataset ROOT/<split>/{real,fake}/*.jpg")
+    q.add_argument("--out", required=True, metavar="DIR")
+    q.add_argument("--frames", type=int, default=32, help="frames sampled per video (default 32)")
+    q.add_argument("--size", type=int, default=224, help="crop side in pixels (default 224)")
+    q.add_argument("--compression", default="c23", choices=["c0", "c23", "c40"])
+    q.add_argument("--splits", metavar="DIR", help="folder with FF++'s official train/val/test.json")
+    q.add_argument("--methods", help="comma-separated FF++ methods (default: all five)")
+    q.add_argument("--device", default="cpu", help="device for MTCNN (cpu, cuda)")
+    q.set_defaults(func=_prepare)
+
+    d = sub.add_parser("demo-data", help="build the embedded synthetic-forgery dataset",
+                       description="Real public-domain faces + synthetic forgeries with exact masks.")
+    d.add_argument("--out", required=True, metavar="DIR")
+    d.add_argument("--size", type=int, default=128, help="crop side (default 128)")
+    d.add_argument("--frames", type=int, default=3, help="views per identity (default 3)")
+    d.add_argument("--seed", type=int, default=0)
+    d.add_argument("--faces", metavar="DIR", help="use this folder of real face photos instead")
+    d.add_argument("--videos", metavar="DIR", help="also write a mini FF++ tree of mp4 clips here")
+    d.set_defaults(func=_demo_data)
+
+    c = sub.add_parser("course", help="execute every notebook headless and print a grading report",
+                       description="Runs notebooks/NN_*.ipynb in order with nbclient (the engine of "
+                       "`jupyter nbconvert --execute`), saves executed copies to runs/executed/, "
+                       "and writes runs/report.md.")
+    c.add_argument("notebooks", nargs="*", help="notebooks to run (default: all, in order)")
+    c.add_argument("--timeout", type=int, default=900, help="per-cell timeout in seconds")
+    c.set_defaults(func=_course)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except BadInputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1

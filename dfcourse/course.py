@@ -1,0 +1,171 @@
+"""The notebook harness: where things live, quick or full mode, device, seed, offline.
+
+Every notebook's first code cell after ``parameters`` calls :func:`start`, which prints
+one line saying the mode and why, and :func:`ensure_index` builds or finds the data,
+so each notebook also runs alone, from any working directory.
+Used in every notebook.
+"""
+from __future__ import annotations
+
+import os
+import random
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+def project_root() -> Path:
+    """The course folder: ``$DFCOURSE_HOME``, else the checkout this package lives in,
+    else the current directory."""
+    if os.environ.get("DFCOURSE_HOME"):
+        return Path(os.environ["DFCOURSE_HOME"]).expanduser().resolve()
+    here = Path(__file__).resolve().parent.parent
+    if (here / "notebooks").is_dir() and (here / "pyproject.toml").is_file():
+        return here
+    return Path.cwd().resolve()
+
+
+def network_available(host: str = "huggingface.co", port: int = 443, timeout: float = 1.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def setup_offline() -> bool:
+    """Set ``HF_HUB_OFFLINE=1`` when the hub is unreachable, so open_clip/timm fail at once
+    instead of retrying for ~46 s. Returns True when offline."""
+    if os.environ.get("HF_HUB_OFFLINE") == "1":
+        return True
+    if network_available():
+        return False
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    return True
+
+
+def resolve_device(device: str = "auto") -> str:
+    import torch
+
+    if device in ("auto", "", None):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        print(f"DEVICE={device!r} asked for, but no CUDA GPU is visible: using cpu.")
+        return "cpu"
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def detect_layout(root) -> str:
+    """``index`` (a CSV or a folder holding index.csv), ``ffpp``, ``folder`` or ``missing``."""
+    root = Path(root)
+    if root.is_file() and root.suffix == ".csv" or (root / "index.csv").is_file():
+        return "index"
+    if (root / "original_sequences").is_dir():
+        return "ffpp"
+    if (root / "train").is_dir():
+        return "folder"
+    return "missing"
+
+
+@dataclass
+class Course:
+    """What a notebook needs to know about this run."""
+
+    notebook: str
+    quick: bool
+    reason: str
+    device: str
+    seed: int
+    data_root: str
+    offline: bool
+    root: Path
+
+    @property
+    def mode(self) -> str:
+        return "quick" if self.quick else "full"
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def figures(self) -> Path:
+        p = self.root / "figures"
+        p.mkdir(parents=True, exist_ok=True)
+        return p
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs" / self.mode
+
+    def figure_path(self, name: str) -> Path:
+        return self.figures / f"{self.notebook}_{name}.png"
+
+
+def start(notebook: str, data_root: str = "", quick=None, seed: int = 0, device: str = "auto") -> Course:
+    """Decide quick/full mode, device, seed and offline state; print them in one line.
+
+    Quick mode when ``DFCOURSE_QUICK=1``, when ``quick=True``, or when no real dataset is
+    configured (``data_root`` empty or not found): then the embedded demo data is used.
+    """
+    env_quick = os.environ.get("DFCOURSE_QUICK", "").strip()
+    layout = detect_layout(data_root) if data_root else "missing"
+    if env_quick in ("1", "true", "yes"):
+        is_quick, reason = True, "DFCOURSE_QUICK=1"
+    elif quick:
+        is_quick, reason = True, "QUICK=True in the parameters cell"
+    elif not data_root:
+        is_quick, reason = True, "no DATA_ROOT configured: using the embedded demo data"
+    elif layout == "missing":
+        is_quick, reason = True, f"DATA_ROOT={data_root!r} not found or not a known layout: using the demo data"
+    else:
+        is_quick, reason = False, f"DATA_ROOT={data_root} ({layout} layout)"
+    offline = setup_offline()
+    course = Course(notebook, is_quick, reason, resolve_device(device), seed,
+                    data_root if not is_quick else "", offline, project_root())
+    seed_everything(seed)
+    print(f"[dfcourse] {notebook} | mode: {course.mode.upper()} ({reason}) | device: {course.device} "
+          f"| seed: {seed} | network: {'offline (HF_HUB_OFFLINE=1)' if offline else 'online'}")
+    return course
+
+
+def ensure_demo(course: Course) -> Path:
+    """The embedded demo dataset's index, built on first use (about 20 s on a laptop CPU)."""
+    from .demo import build_demo
+
+    index = course.data / "demo" / "index.csv"
+    if not index.is_file():
+        print(f"Building the demo dataset in {index.parent} (first run only) ...")
+        build_demo(index.parent, seed=0)
+    return index
+
+
+def ensure_index(course: Course, num_frames: int = 32, size: int = 224) -> Path:
+    """The index CSV this run uses: the demo data in quick mode; in full mode the given
+    index, or the prepared FF++/folder dataset under ``data/prepared/`` (prepared if absent)."""
+    if course.quick:
+        return ensure_demo(course)
+    root = Path(course.data_root)
+    layout = detect_layout(root)
+    if layout == "index":
+        return root if root.suffix == ".csv" else root / "index.csv"
+    out = course.data / "prepared" / root.name
+    index = out / "index.csv"
+    if index.is_file():
+        return index
+    from .ffpp import prepare_ffpp, prepare_folder
+
+    print(f"Preparing {root} into {out} (resumable; re-run to continue) ...")
+    if layout == "ffpp":
+        return prepare_ffpp(root, out, num_frames=num_frames, size=size, device=course.device)
+    return prepare_folder(root, out, size=size)

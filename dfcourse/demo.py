@@ -1,0 +1,214 @@
+"""The embedded demo dataset: real public-domain faces that ship inside installed
+packages, and synthetic forgeries of them with exact masks (see ``synth.py``).
+
+Real faces: skimage ``astronaut`` and ``camera``, matplotlib's ``grace_hopper.jpg``,
+the 100 faces of skimage ``lfw_subset`` (25x25 grey, upscaled), or any folder of real
+face photos. Also writes a miniature FaceForensics++ tree of short mp4 clips so the
+video path of notebook 01 runs offline.
+Used in notebooks/01_data_prep.ipynb; ``python -m dfcourse demo-data``.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm.auto import tqdm
+
+from . import synth
+from .faces import FaceDetector, square_box
+from .index import split_groups, write_index
+from .io import IMAGE_EXTS, BadInputError, SkipLog, list_files, read_image, save_image
+from .video import write_video
+
+# Where the five landmarks sit in a tightly cropped, aligned face (fraction of side).
+CANONICAL_LANDMARKS = np.array([[0.32, 0.38], [0.68, 0.38], [0.50, 0.58],
+                                [0.36, 0.78], [0.64, 0.78]], np.float32)
+
+
+@dataclass
+class Identity:
+    """One real person: a full image, the face's landmarks and square crop box in it."""
+
+    name: str
+    image: np.ndarray
+    landmarks: np.ndarray
+    square: np.ndarray
+
+
+def _grey_to_rgb(a) -> np.ndarray:
+    a = np.asarray(a)
+    if a.dtype != np.uint8:
+        a = (np.clip(a, 0, 1) * 255).round().astype(np.uint8)
+    return np.stack([a] * 3, -1) if a.ndim == 2 else a
+
+
+def _from_image(name, image, detector) -> Identity | None:
+    faces = detector.detect_one(image)
+    if not faces:
+        return None
+    f = faces[0]
+    return Identity(name, image, f.landmarks, square_box(f.box))
+
+
+def builtin_identities(detector, num_lfw: int = 100) -> list[Identity]:
+    """The public-domain faces that ship with scikit-image and matplotlib."""
+    import matplotlib.cbook
+    from skimage import data
+
+    with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
+        hopper = read_image(f.name)
+    out = []
+    for name, img in [("astronaut", data.astronaut()), ("cameraman", _grey_to_rgb(data.camera())),
+                      ("gracehopper", hopper)]:
+        ident = _from_image(name, img, detector)
+        if ident is not None:
+            out.append(ident)
+    for i, face in enumerate(data.lfw_subset()[:num_lfw]):  # the first 100 are faces
+        up = cv2.resize(_grey_to_rgb(face), (96, 96), interpolation=cv2.INTER_CUBIC)
+        img = cv2.copyMakeBorder(up, 48, 48, 48, 48, cv2.BORDER_REFLECT)
+        ident = _from_image(f"lfw{i:03d}", img, detector)
+        if ident is None:  # aligned crop: fall back to canonical landmark positions
+            lm = CANONICAL_LANDMARKS * 96 + 48
+            ident = Identity(f"lfw{i:03d}", img, lm, np.array([38, 38, 154, 154]))
+        out.append(ident)
+    return out
+
+
+def folder_identities(folder, detector, skipped: SkipLog) -> list[Identity]:
+    """Every image in ``folder`` with a detectable face becomes an identity (its file stem)."""
+    out = []
+    files = list_files(folder, IMAGE_EXTS)
+    if not files:
+        raise BadInputError(f"{folder}: no images (.jpg/.png/...) found. Point --faces at a folder "
+                            "of real face photos.")
+    for p in tqdm(files, desc="real faces", leave=False):
+        try:
+            ident = _from_image(re.sub(r"[^A-Za-z0-9]", "", p.stem) or "face", read_image(p), detector)
+        except BadInputError as e:
+            skipped.add(p, str(e))
+            continue
+        if ident is None:
+            skipped.add(p, "no face found")
+        else:
+            out.append(ident)
+    return out
+
+
+def view(ident: Identity, size: int, rng, jitter: bool = True):
+    """One 'frame' of an identity: its face crop under a small random shift, scale and
+    rotation (none for ``jitter=False``), with the landmarks mapped into the crop."""
+    x1, y1, x2, _ = ident.square.astype(np.float32)
+    side = x2 - x1
+    cx, cy = x1 + side / 2, y1 + side / 2
+    angle, scale, shift = 0.0, 1.0, np.zeros(2)
+    if jitter:
+        angle, scale, shift = rng.uniform(-6, 6), rng.uniform(0.94, 1.06), rng.uniform(-0.04, 0.04, 2) * side
+    A = cv2.getRotationMatrix2D((float(cx), float(cy)), angle, scale * size / side)
+    A[:, 2] += size / 2 - np.array([cx, cy]) + shift * size / side  # centre -> crop centre
+    face = cv2.warpAffine(ident.image, A, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+    lm = np.c_[ident.landmarks, np.ones(5)] @ A.T
+    return face, lm.astype(np.float32)
+
+
+def forge(method, face, lm, rng, donor=None):
+    """Apply one forgery family; returns ``(fake, mask)``."""
+    if method == "selfblend":
+        return synth.self_blend(face, lm, rng)
+    if method == "swap":
+        return synth.swap(face, lm, donor[0], donor[1], rng)
+    if method == "rerender":
+        return synth.rerender(face, lm, rng)
+    raise ValueError(f"unknown method {method!r}; choose from {synth.METHODS}")
+
+
+def build_demo(out, size: int = 128, frames_per_id: int = 3, seed: int = 0, faces_dir=None,
+               num_lfw: int = 100, methods=synth.METHODS, device="cpu") -> Path:
+    """Write the demo dataset under ``out`` and return its index CSV path.
+
+    Identities are split first (72/14/14); a swap's donor comes from the target's split,
+    so no identity crosses splits. ``video_id`` is the target identity.
+    """
+    out = Path(out)
+    rng = np.random.default_rng(seed)
+    detector = FaceDetector(device=device)
+    skipped = SkipLog()
+    idents = folder_identities(faces_dir, detector, skipped) if faces_dir else builtin_identities(detector, num_lfw)
+    if len(idents) < 3:
+        raise BadInputError(f"only {len(idents)} usable faces; the demo needs at least 3 identities.")
+    split = split_groups([i.name for i in idents], seed=seed)
+    by_split = {s: [i for i in idents if split[i.name] == s] for s in ("train", "val", "test")}
+    rows = []
+    for ident in tqdm(idents, desc="demo faces"):
+        s = split[ident.name]
+        donors = [d for d in by_split[s] if d.name != ident.name]
+        for k in range(frames_per_id):
+            face, lm = view(ident, size, rng, jitter=k > 0)
+            real_path = out / "faces" / ident.name / f"{k:02d}_original.png"
+            save_image(real_path, face)
+            base = dict(label=0, method="original", video_id=ident.name, frame_idx=k, split=s,
+                        mask_path="", source_path="", box=" ".join(map(str, ident.square)))
+            rows.append(dict(base, path=real_path))
+            for method in methods:
+                donor, tag = None, method
+                if method == "swap":
+                    if not donors:
+                        continue
+                    d = donors[rng.integers(len(donors))]
+                    donor, tag = view(d, size, rng), f"swap-{d.name}"
+                fake, mask = forge(method, face, lm, rng, donor)
+                stem = out / "{}" / ident.name / f"{k:02d}_{tag}"
+                fake_path = Path(str(stem).format("faces") + ".png")
+                mask_path = Path(str(stem).format("masks") + "_mask.png")
+                save_image(fake_path, fake)
+                save_image(mask_path, (mask * 255).round().astype(np.uint8))
+                save_image(Path(str(stem).format("masks") + "_residual.png"), synth.residual(fake, face))
+                rows.append(dict(base, path=fake_path, label=1, method=method,
+                                 mask_path=mask_path, source_path=real_path))
+    if len(skipped):
+        skipped.write(out / "skipped.csv")
+        print(skipped.summary())
+    return write_index(rows, out / "index.csv")
+
+
+FFPP_MINI = [("000", "astronaut"), ("001", "gracehopper"), ("002", "cameraman"), ("003", "lfw000"),
+             ("004", "lfw001"), ("005", "lfw002")]
+
+
+def build_ffpp_mini(root, num_frames: int = 8, frame_size: int = 256, seed: int = 0,
+                    compression: str = "c23", device="cpu") -> Path:
+    """A miniature FF++ tree: 6 originals; FaceSwap and NeuralTextures fakes for the pairs
+    000_001, 002_003, 004_005 both ways, with mask videos. Faces drift a little per frame."""
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    detector = FaceDetector(device=device)
+    idents = {i.name: i for i in builtin_identities(detector, num_lfw=3)}
+    frames = {}
+    for vid, name in FFPP_MINI:
+        ident = idents[name]
+        # a wider box than the crop, so the face fills ~40% of the frame, like FF++
+        x1, y1, x2, y2 = ident.square
+        c, half = np.array([(x1 + x2) / 2, (y1 + y2) / 2]), (x2 - x1)
+        big = Identity(name, ident.image, ident.landmarks, np.r_[c - half, c + half].round().astype(int))
+        frames[vid] = view(big, frame_size, rng, jitter=False)
+    pairs = [(a, b) for x, y in [("000", "001"), ("002", "003"), ("004", "005")] for a, b in [(x, y), (y, x)]]
+    drift = [np.array([t * 2.0, t * 1.0]) for t in range(num_frames)]  # pixels per frame
+
+    def clip(img):
+        return [cv2.warpAffine(img, np.float32([[1, 0, d[0]], [0, 1, d[1]]]), (frame_size, frame_size),
+                               borderMode=cv2.BORDER_REFLECT) for d in drift]
+
+    orig = root / "original_sequences" / "youtube" / compression / "videos"
+    for vid, _ in FFPP_MINI:
+        write_video(orig / f"{vid}.mp4", clip(frames[vid][0]))
+    for method, fn in [("FaceSwap", "swap"), ("NeuralTextures", "rerender")]:
+        base = root / "manipulated_sequences" / method
+        for t, s in pairs:
+            img, lm = frames[t]
+            fake, mask = forge(fn, img, lm, rng, donor=frames[s])
+            write_video(base / compression / "videos" / f"{t}_{s}.mp4", clip(fake))
+            m = (mask * 255).round().astype(np.uint8)
+            write_video(base / "masks" / "videos" / f"{t}_{s}.mp4", clip(np.stack([m] * 3, -1)))
+    return root

@@ -1,0 +1,92 @@
+"""Execute the course notebooks headless, exactly as a grader's ``jupyter nbconvert --execute``
+would (nbclient, the same engine), save executed copies, and print a grading report.
+
+Each notebook may leave a ``summary.json`` (see :func:`record`) with its mode and
+headline metrics; the report collects them. ``make course`` runs ``python -m dfcourse course``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from .index import format_table
+from .io import atomic_path
+
+
+def record(course, **metrics) -> Path:
+    """Write this notebook's mode and headline metrics for the grading report."""
+    path = course.root / "runs" / "summaries" / f"{course.notebook}.json"
+    data = {"notebook": course.notebook, "mode": course.mode, "reason": course.reason,
+            "device": course.device, **metrics}
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, default=str))
+    return path
+
+
+def execute(path, out_path=None, timeout: int = 600, cwd=None, kernel_name: str = "python3"):
+    """Run one notebook top to bottom with nbclient; returns the executed notebook.
+    Raises ``nbclient.exceptions.CellExecutionError`` on the first failing cell."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
+                            resources={"metadata": {"path": str(cwd or Path(path).parent)}})
+    try:
+        client.execute()
+    finally:
+        if out_path is not None:
+            Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+            nbformat.write(nb, out_path)
+    return nb
+
+
+def run_course(root, notebooks=None, out_dir=None, timeout: int = 900) -> list[dict]:
+    """Execute notebooks in order; returns one result dict per notebook and writes the report."""
+    root = Path(root)
+    notebooks = notebooks or sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    out_dir = Path(out_dir or root / "runs" / "executed")
+    results = []
+    for nb_path in notebooks:
+        nb_path = Path(nb_path)
+        name = nb_path.stem
+        summary = root / "runs" / "summaries" / f"{name}.json"
+        if summary.exists():
+            summary.unlink()
+        print(f"== {name} ...", flush=True)
+        t0 = time.time()
+        error = ""
+        try:
+            execute(nb_path, out_dir / nb_path.name, timeout=timeout)
+        except Exception as e:  # report and go on to the next notebook
+            error = str(e).strip().splitlines()[-1][:200] if str(e).strip() else e.__class__.__name__
+        info = json.loads(summary.read_text()) if summary.exists() else {}
+        results.append({"notebook": name, "status": "FAIL" if error else "pass",
+                        "seconds": round(time.time() - t0, 1), "error": error, **info})
+        print(f"   {results[-1]['status']} in {results[-1]['seconds']} s" + (f": {error}" if error else ""))
+    write_report(results, root / "runs" / "report.md")
+    return results
+
+
+HEADLINE_SKIP = {"notebook", "status", "seconds", "error", "mode", "reason", "device"}
+
+
+def format_report(results) -> str:
+    rows = []
+    for r in results:
+        headline = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
+                             for k, v in r.items() if k not in HEADLINE_SKIP)
+        rows.append([r["notebook"], r["status"], r["seconds"], r.get("mode", "?"),
+                     r.get("device", "?"), headline or r.get("error", "")])
+    return format_table(["notebook", "status", "seconds", "mode", "device", "headline"], rows)
+
+
+def write_report(results, path) -> Path:
+    text = "# dfcourse grading report\n\n```\n" + format_report(results) + "\n```\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    print()
+    print(format_report(results))
+    print(f"\nreport written: {path}")
+    return Path(path)

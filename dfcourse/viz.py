@@ -1,0 +1,80 @@
+"""Pure plot helpers: arrays in, a matplotlib figure out; no I/O beyond an optional save.
+
+Used in every notebook.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+
+def overlay(image, heat, alpha: float = 0.45, cmap: str = "jet") -> np.ndarray:
+    """Blend a [0, 1] map over an RGB uint8 image; returns RGB uint8."""
+    heat = np.clip(np.asarray(heat, dtype=np.float32), 0, 1)
+    colour = plt.get_cmap(cmap)(heat)[..., :3]
+    out = (1 - alpha) * np.asarray(image, np.float32) / 255 + alpha * colour
+    return (np.clip(out, 0, 1) * 255).round().astype(np.uint8)
+
+
+def mask_overlay(image, mask, alpha: float = 0.55, colour=(255, 40, 40)) -> np.ndarray:
+    """Tint ``image`` with ``colour`` in proportion to a [0, 1] mask; untouched where it is 0."""
+    m = np.clip(np.asarray(mask, dtype=np.float32), 0, 1)[..., None] * alpha
+    out = np.asarray(image, np.float32) * (1 - m) + np.asarray(colour, np.float32) * m
+    return out.round().astype(np.uint8)
+
+
+def image_grid(images, titles=None, ncols: int = 6, size: float = 2.0, suptitle=None):
+    """Images (RGB or grey arrays) in a grid with optional titles; returns the figure."""
+    images = list(images)
+    n = max(1, len(images))
+    ncols = min(ncols, n)
+    nrows = int(np.ceil(n / ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)),
+                             squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if i < len(images):
+            im = np.asarray(images[i])
+            ax.imshow(im, cmap="gray" if im.ndim == 2 else None, vmin=0, vmax=255 if im.dtype == np.uint8 else 1)
+            if titles is not None:
+                ax.set_title(str(titles[i]), fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    fig.tight_layout()
+    return fig
+
+
+def draw_faces(ax, image, faces, title=None):
+    """An image with face boxes, the 5 landmarks and probabilities drawn on ``ax``."""
+    ax.imshow(image)
+    for f in faces:
+        x1, y1, x2, y2 = f.box
+        ax.add_patch(plt.Rectangle((x1, y1), x2 - x1, y2 - y1, fill=False, color="lime", lw=1.5))
+        ax.scatter(f.landmarks[:, 0], f.landmarks[:, 1], s=8, c="red")
+        ax.text(x1, y1 - 3, f"p={f.prob:.2f}", color="lime", fontsize=7)
+    ax.axis("off")
+    if title:
+        ax.set_title(title, fontsize=8)
+    return ax.figure
+
+
+def bar_table(ax, labels, values, title="", fmt="{:.3f}"):
+    """A labelled horizontal bar chart of named values (for metric tables)."""
+    y = np.arange(len(labels))
+    ax.barh(y, values, color="tab:blue")
+    ax.set_yticks(y, labels)
+    for yi, v in zip(y, values):
+        ax.text(v, yi, " " + fmt.format(v), va="center", fontsize=8)
+    ax.set_title(title)
+    ax.invert_yaxis()
+    return ax.figure
+
+
+def save(fig, path) -> Path:
+    """Save a figure (PNG, 120 dpi) and return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    return path

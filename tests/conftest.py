@@ -1,0 +1,40 @@
+import os
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on the network in tests
+
+
+@pytest.fixture(scope="session")
+def detector():
+    from dfcourse.faces import FaceDetector
+
+    return FaceDetector()
+
+
+@pytest.fixture(scope="session")
+def astronaut():
+    from skimage import data
+
+    return data.astronaut()
+
+
+@pytest.fixture(scope="session")
+def ffpp_mini(tmp_path_factory):
+    """A miniature FF++ tree of short mp4 clips written with OpenCV."""
+    from dfcourse.demo import build_ffpp_mini
+
+    return build_ffpp_mini(tmp_path_factory.mktemp("ffpp"), num_frames=5)
+
+
+@pytest.fixture(scope="session")
+def demo_index(tmp_path_factory):
+    from dfcourse.demo import build_demo
+
+    return build_demo(tmp_path_factory.mktemp("demo"), size=64, frames_per_id=2, num_lfw=12)
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

@@ -1,0 +1,58 @@
+import re
+from pathlib import Path
+
+import numpy as np
+
+from dfcourse.index import COLUMNS, leakage, read_index
+from dfcourse.io import read_image
+
+
+def test_demo_index_contract(demo_index):
+    rows = read_index(demo_index)
+    assert set(rows[0]) == set(COLUMNS)
+    assert {r["method"] for r in rows} == {"original", "selfblend", "swap", "rerender"}
+    assert {r["split"] for r in rows} == {"train", "val", "test"}
+    for r in rows:
+        assert Path(r["path"]).is_file()
+        assert (r["label"] == 1) == bool(r["mask_path"]) == bool(r["source_path"])
+
+
+def test_demo_masks_match_changed_pixels(demo_index):
+    fakes = [r for r in read_index(demo_index) if r["label"] == 1]
+    for r in fakes[:: max(1, len(fakes) // 25)]:
+        fake, src = read_image(r["path"]), read_image(r["source_path"])
+        mask = read_image(r["mask_path"])[..., 0]
+        changed = np.any(fake != src, axis=-1)
+        assert not np.any(changed & (mask == 0)), r["path"]
+        assert changed[mask > 127].mean() > 0.8, r["path"]
+        residual = read_image(r["mask_path"].replace("_mask.png", "_residual.png"))[..., 0]
+        assert residual[mask == 0].max() == 0
+
+
+def test_demo_split_by_identity_and_swap_donors_stay_in_split(demo_index):
+    rows = read_index(demo_index)
+    assert leakage(rows) == {}
+    split_of = {r["video_id"]: r["split"] for r in rows}
+    swaps = [r for r in rows if r["method"] == "swap"]
+    assert swaps
+    for r in swaps:
+        donor = re.search(r"swap-([A-Za-z0-9]+)\.png$", r["path"]).group(1)
+        assert donor != r["video_id"] and split_of[donor] == r["split"]
+
+
+def test_demo_from_a_folder_of_faces(tmp_path, astronaut):
+    from PIL import Image
+
+    from dfcourse.demo import build_demo
+
+    faces = tmp_path / "faces"
+    faces.mkdir()
+    for i in range(3):
+        Image.fromarray(np.roll(astronaut, 20 * i, axis=1)).save(faces / f"person_{i}.jpg")
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(faces / "blank.png")
+    (faces / "corrupt.jpg").write_bytes(b"junk")
+    index = build_demo(tmp_path / "out", size=48, frames_per_id=1, faces_dir=faces)
+    rows = read_index(index)
+    assert {r["video_id"] for r in rows} == {"person0", "person1", "person2"}
+    skipped = (tmp_path / "out" / "skipped.csv").read_text()
+    assert "blank.png,no face found" in skipped and "corrupt.jpg" in skipped
