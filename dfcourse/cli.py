@@ -37,6 +37,18 @@ def _demo_data(args) -> int:
     return 0
 
 
+def _predict(args) -> int:
+    from .course import resolve_device, setup_offline
+    from .predict import run
+
+    setup_offline()
+    try:
+        return run(args.paths, args.checkpoint, args.json, args.heatmap, resolve_device(args.device), args.frames)
+    except (FileNotFoundError, ValueError) as e:  # missing or wrong checkpoint
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
 def _course(args) -> int:
     from .course import project_root
     from .runner import run_course
@@ -71,6 +83,18 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--faces", metavar="DIR", help="use this folder of real face photos instead")
     d.add_argument("--videos", metavar="DIR", help="also write a mini FF++ tree of mp4 clips here")
     d.set_defaults(func=_demo_data)
+
+    r = sub.add_parser("predict", help="detect faces and classify them REAL/FAKE",
+                       description="Every face in each image, folder or video is detected (MTCNN) and "
+                       "classified; videos also get a video-level score (mean over frames).")
+    r.add_argument("paths", nargs="+", metavar="PATH", help="image, folder or video")
+    r.add_argument("--checkpoint", help="detector checkpoint (default: the one notebook 02 saved, "
+                   "runs/checkpoints/detector_latest.pt)")
+    r.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    r.add_argument("--heatmap", metavar="DIR", help="write a Grad-CAM overlay per face here")
+    r.add_argument("--frames", type=int, default=16, help="frames sampled per video (default 16)")
+    r.add_argument("--device", default="auto")
+    r.set_defaults(func=_predict)
 
     c = sub.add_parser("course", help="execute every notebook headless and print a grading report",
                        description="Runs notebooks/NN_*.ipynb in order with nbclient (the engine of "

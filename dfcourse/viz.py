@@ -78,3 +78,43 @@ def save(fig, path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120, bbox_inches="tight")
     return path
+
+
+def plot_roc(ax, y, p, title=""):
+    """ROC curve with its AUC in the legend (frame level)."""
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    fpr, tpr, _ = roc_curve(y, p)
+    ax.plot(fpr, tpr, label=f"AUC {roc_auc_score(y, p):.3f}")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=0.8)
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=title or "ROC (frame level)")
+    ax.legend(loc="lower right")
+    return ax.figure
+
+
+def plot_confusion(ax, cm, title=""):
+    """A 2x2 confusion matrix ``[[TN, FP], [FN, TP]]`` with counts written in."""
+    cm = np.asarray(cm)
+    ax.imshow(cm, cmap="Blues")
+    for (i, j), v in np.ndenumerate(cm):
+        ax.text(j, i, str(v), ha="center", va="center", color="white" if v > cm.max() / 2 else "black")
+    ax.set_xticks([0, 1], ["real", "fake"])
+    ax.set_yticks([0, 1], ["real", "fake"])
+    ax.set(xlabel="predicted", ylabel="true", title=title or "confusion (frame level, t=0.5)")
+    return ax.figure
+
+
+def plot_curves(ax, history, title=""):
+    """Training and validation loss per epoch (and validation AUC on a second axis)."""
+    ep = [h["epoch"] for h in history]
+    ax.plot(ep, [h["train_loss"] for h in history], "o-", label="train loss")
+    ax.plot(ep, [h["val_loss"] for h in history], "o-", label="val loss")
+    ax.set(xlabel="epoch", ylabel="BCE loss", title=title or "training curves")
+    if all("val_auc" in h for h in history):
+        ax2 = ax.twinx()
+        ax2.plot(ep, [h["val_auc"] for h in history], "s--", c="tab:green", label="val AUC (frame)")
+        ax2.set_ylabel("val AUC")
+        ax2.set_ylim(0, 1)
+        ax2.legend(loc="upper right", fontsize=8)
+    ax.legend(loc="upper left", fontsize=8)
+    return ax.figure

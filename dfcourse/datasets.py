@@ -1,0 +1,69 @@
+"""Face crops from the index as tensors, with the course's augmentations.
+
+Augmentation (training only): horizontal flip, colour jitter, Gaussian blur, and JPEG
+re-compression at quality 40-100, the perturbation detectors meet most in the wild.
+Each sample's randomness comes from ``(seed, epoch, index)``, so a run is repeatable.
+Used in notebooks 02, 03 and 04.
+"""
+from __future__ import annotations
+
+import io as _io
+
+import numpy as np
+import torch
+from PIL import Image, ImageFilter
+from torch.utils.data import Dataset
+
+from .io import read_image
+
+
+def jpeg(img: Image.Image, quality: int) -> Image.Image:
+    buf = _io.BytesIO()
+    img.save(buf, format="JPEG", quality=int(quality))
+    buf.seek(0)
+    return Image.open(buf).convert("RGB")
+
+
+def augment(img: Image.Image, rng: np.random.Generator) -> Image.Image:
+    """Flip, colour jitter, blur and JPEG, each with its own probability."""
+    from PIL import ImageEnhance
+
+    if rng.random() < 0.5:
+        img = img.transpose(Image.FLIP_LEFT_RIGHT)
+    if rng.random() < 0.8:
+        for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+            img = enhancer(img).enhance(rng.uniform(0.8, 1.2))
+    if rng.random() < 0.3:
+        img = img.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.1, 1.5)))
+    if rng.random() < 0.5:
+        img = jpeg(img, rng.integers(40, 101))
+    return img
+
+
+def to_tensor(img) -> torch.Tensor:
+    """RGB uint8 (H, W, 3) array or PIL image -> float tensor (3, H, W) in [0, 1]."""
+    arr = np.asarray(img, dtype=np.float32) / 255.0
+    return torch.from_numpy(arr.transpose(2, 0, 1).copy())
+
+
+def load_face(path, size: int) -> Image.Image:
+    img = Image.fromarray(read_image(path))
+    return img if img.size == (size, size) else img.resize((size, size), Image.BILINEAR)
+
+
+class FaceDataset(Dataset):
+    """``(image, label, index)`` for rows of the index; ``image`` in [0, 1], ``size`` px square."""
+
+    def __init__(self, rows, size: int = 224, train: bool = False, seed: int = 0):
+        self.rows, self.size, self.train, self.seed = list(rows), size, train, seed
+        self.epoch = 0
+
+    def __len__(self):
+        return len(self.rows)
+
+    def __getitem__(self, i):
+        r = self.rows[i]
+        img = load_face(r["path"], self.size)
+        if self.train:
+            img = augment(img, np.random.default_rng([self.seed, self.epoch, i]))
+        return to_tensor(img), torch.tensor(float(r["label"])), i

@@ -1,0 +1,140 @@
+"""Single-image (and video, and folder) inference: faces found by MTCNN, each classified
+REAL/FAKE with the probability of fake, optionally with a Grad-CAM overlay per face.
+
+``python -m dfcourse predict PATH... [--checkpoint CKPT] [--json] [--heatmap DIR]``.
+Used in notebooks/02_resnet_baseline.ipynb and by the upload demo of notebook 05.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .datasets import to_tensor
+from .faces import FaceDetector, crop, face_track, square_box
+from .io import IMAGE_EXTS, VIDEO_EXTS, BadInputError, list_files, read_image, save_image
+
+
+def default_checkpoint() -> Path:
+    """Where notebook 02 saves the detector it recommends."""
+    from .course import project_root
+
+    return project_root() / "runs" / "checkpoints" / "detector_latest.pt"
+
+
+class Predictor:
+    """A trained detector plus MTCNN. ``predict_image(rgb)`` -> one dict per face."""
+
+    def __init__(self, checkpoint=None, device="cpu", net=None, size=None, detector=None):
+        from .models import load_checkpoint
+
+        self.net = net if net is not None else load_checkpoint(checkpoint or default_checkpoint(), device)
+        self.size = size or getattr(self.net, "meta", {}).get("size", 224)
+        self.device = device
+        self.detector = detector or FaceDetector(device=device)
+
+    @torch.no_grad()
+    def classify(self, faces) -> np.ndarray:
+        """Probability of fake for face crops (RGB uint8, any size)."""
+        import cv2
+
+        if not len(faces):
+            return np.zeros(0)
+        x = torch.stack([to_tensor(cv2.resize(f, (self.size, self.size), interpolation=cv2.INTER_AREA))
+                         for f in faces]).to(self.device)
+        self.net.eval()
+        return torch.sigmoid(self.net(x).float().reshape(len(x), -1)[:, 0]).cpu().numpy()
+
+    def heatmaps(self, faces, method="gradcam") -> np.ndarray:
+        import cv2
+
+        from .cam import compute_cams
+
+        x = torch.stack([to_tensor(cv2.resize(f, (self.size, self.size), interpolation=cv2.INTER_AREA))
+                         for f in faces])
+        return compute_cams(self.net, x, method)
+
+    def predict_image(self, image, with_heatmap: bool = False) -> list[dict]:
+        """One dict per face: ``box`` (x1 y1 x2 y2), ``label``, ``prob_fake``, ``face``
+        (the crop) and, when asked, ``heatmap`` in [0, 1] at crop size."""
+        faces = self.detector.detect_one(image)
+        crops = [crop(image, square_box(f.box), self.size) for f in faces]
+        probs = self.classify(crops)
+        cams = self.heatmaps(crops) if with_heatmap and crops else [None] * len(crops)
+        return [{"box": [round(float(v), 1) for v in f.box], "label": "FAKE" if p >= 0.5 else "REAL",
+                 "prob_fake": float(p), "face_prob": float(f.prob), "face": c, "heatmap": h}
+                for f, c, p, h in zip(faces, crops, probs, cams)]
+
+    def predict_video(self, path, num_frames: int = 16) -> dict:
+        """Per-frame scores of the tracked face and the video-level score (their mean)."""
+        from .video import read_frames
+
+        frames = read_frames(path, num_frames)
+        track = face_track(self.detector.detect([f for _, f in frames]))
+        kept = [(i, crop(f, square_box(t.box), self.size)) for (i, f), t in zip(frames, track) if t is not None]
+        probs = self.classify([c for _, c in kept])
+        per_frame = [{"frame_idx": i, "prob_fake": float(p)} for (i, _), p in zip(kept, probs)]
+        out = {"frames": per_frame, "frames_without_face": len(frames) - len(kept)}
+        if per_frame:
+            v = float(np.mean(probs))
+            out.update(video_prob_fake=v, label="FAKE" if v >= 0.5 else "REAL")
+        return out
+
+
+def expand_paths(paths) -> list[Path]:
+    out = []
+    for p in map(Path, paths):
+        out += list_files(p, IMAGE_EXTS | VIDEO_EXTS) if p.is_dir() else [p]
+    return out
+
+
+def run(paths, checkpoint=None, as_json=False, heatmap_dir=None, device="cpu", num_frames=16) -> int:
+    """The ``predict`` command. Exit code 0 unless nothing could be processed."""
+    from . import viz
+
+    predictor = Predictor(checkpoint, device=device)
+    files = expand_paths(paths)
+    results, ok = [], 0
+    for path in files:
+        res = {"path": str(path)}
+        try:
+            if path.suffix.lower() in VIDEO_EXTS:
+                res.update(kind="video", **predictor.predict_video(path, num_frames))
+                if not res["frames"]:
+                    res["note"] = "no face found"
+            else:
+                faces = predictor.predict_image(read_image(path), with_heatmap=heatmap_dir is not None)
+                res.update(kind="image", faces=[])
+                for k, f in enumerate(faces):
+                    if heatmap_dir is not None:
+                        out = Path(heatmap_dir) / f"{path.stem}_face{k}_gradcam.png"
+                        f["heatmap_path"] = str(save_image(out, viz.overlay(f["face"], f["heatmap"])))
+                    res["faces"].append({k2: v for k2, v in f.items() if k2 not in ("face", "heatmap")})
+                if not faces:
+                    res["note"] = "no face found"
+            ok += 1
+        except BadInputError as e:
+            res["error"] = str(e)
+        results.append(res)
+        if not as_json:
+            print(_format(res))
+    if as_json:
+        print(json.dumps(results, indent=2))
+    if not files:
+        print("predict: no image or video files found in the given paths")
+    return 0 if ok else 1
+
+
+def _format(res) -> str:
+    if "error" in res:
+        return f"{res['path']}: ERROR {res['error']}"
+    if res.get("note"):
+        return f"{res['path']}: {res['note']}"
+    if res["kind"] == "video":
+        return (f"{res['path']}: video {res['label']} p(fake)={res['video_prob_fake']:.3f} "
+                f"(mean of {len(res['frames'])} frames; video level)")
+    return "\n".join(f"{res['path']}: face {k} box {f['box']} {f['label']} p(fake)={f['prob_fake']:.3f}"
+                     + (f" heatmap {f['heatmap_path']}" if "heatmap_path" in f else "")
+                     for k, f in enumerate(res["faces"]))

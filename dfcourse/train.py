@@ -1,0 +1,191 @@
+"""The training engine shared by notebooks 02, 03 and 04.
+
+AdamW (or Adam), optional cosine schedule and gradient clipping, early stopping on the
+validation loss, best weights chosen on validation only. Seeded: the same seed gives the
+same numbers on a CPU. AMP and channels_last on CUDA. ``tqdm`` progress, a per-epoch log
+line and ``train_log.csv``; ``last.pt`` is written atomically every epoch, so a run that
+is stopped resumes where it was, and a finished run is loaded instead of retrained.
+"""
+from __future__ import annotations
+
+import csv
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
+
+from .io import atomic_path
+
+
+@dataclass
+class TrainConfig:
+    num_epochs: int = 10
+    batch_size: int = 32
+    lr: float = 1e-4
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"        # "adamw" or "adam"
+    schedule: str = "none"          # "none" or "cosine"
+    grad_clip: float = 0.0          # max gradient norm; 0 = off
+    patience: int = 3               # epochs without val-loss improvement before stopping
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = True                # mixed precision, CUDA only
+    channels_last: bool = True      # CUDA only
+    num_workers: int = 0
+
+
+def bce_loss(net, batch):
+    """Binary cross-entropy on a one-logit classifier; returns ``(loss, scores)``.
+    With a frozen backbone the features are computed without autograd (faster)."""
+    x, y = batch[0], batch[1]
+    frozen = getattr(net, "regime", "full") == "frozen"
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
+        features = net.forward_features(x)
+    logits = net.forward_head(features).squeeze(1)
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y.float()), logits
+
+
+def _to(batch, device, channels_last):
+    out = []
+    for b in batch:
+        if torch.is_tensor(b):
+            b = b.to(device, non_blocking=True)
+            if channels_last and b.ndim == 4:
+                b = b.contiguous(memory_format=torch.channels_last)
+        out.append(b)
+    return out
+
+
+def _autocast(cfg):
+    on = cfg.amp and str(cfg.device).startswith("cuda")
+    return torch.autocast("cuda", dtype=torch.float16, enabled=True) if on else torch.autocast("cpu", enabled=False)
+
+
+def run_epoch(net, loader, cfg, loss_fn=bce_loss, optimizer=None, scaler=None, desc=""):
+    """One pass; trains when ``optimizer`` is given. Returns ``(mean loss, scores, labels)``."""
+    train = optimizer is not None
+    net.train(train)
+    cl = cfg.channels_last and str(cfg.device).startswith("cuda")
+    total, n, scores, labels = 0.0, 0, [], []
+    with torch.set_grad_enabled(train):
+        for batch in tqdm(loader, desc=desc, leave=False):
+            batch = _to(batch, cfg.device, cl)
+            with _autocast(cfg):
+                loss, s = loss_fn(net, batch)
+            if train:
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if cfg.grad_clip:
+                    scaler.unscale_(optimizer)
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+                scaler.step(optimizer)
+                scaler.update()
+            k = len(batch[1])
+            total, n = total + float(loss.detach()) * k, n + k
+            scores.append(s.detach().float().reshape(k, -1)[:, 0].cpu())
+            labels.append(batch[1].detach().cpu().reshape(k, -1)[:, 0])
+    return total / max(n, 1), torch.cat(scores).numpy(), torch.cat(labels).numpy()
+
+
+def fit(net, train_ds, val_ds, cfg: TrainConfig, run_dir, loss_fn=bce_loss, name: str = "") -> dict:
+    """Train ``net`` in place and leave it holding the best-validation weights.
+
+    Returns ``{"history": [...], "best_epoch", "best_val_loss", "seconds", "resumed"}``.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(cfg.seed)
+    net.to(cfg.device)
+    if cfg.channels_last and str(cfg.device).startswith("cuda"):
+        net.to(memory_format=torch.channels_last)
+    params = [p for p in net.parameters() if p.requires_grad]
+    opt_cls = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam}[cfg.optimizer]
+    optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.num_epochs)
+             if cfg.schedule == "cosine" else None)
+    scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and str(cfg.device).startswith("cuda"))
+    val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+    key = {**asdict(cfg), "device": "", "n_train": len(train_ds), "n_val": len(val_ds)}
+
+    state = {"epoch": 0, "history": [], "best_val": float("inf"), "best_epoch": 0, "bad": 0, "done": False}
+    last, best = run_dir / "last.pt", run_dir / "best.pt"
+    resumed = False
+    if last.is_file():
+        ckpt = torch.load(last, map_location=cfg.device, weights_only=True)
+        if ckpt.get("key") == key:
+            net.load_state_dict(ckpt["model"])
+            optimizer.load_state_dict(ckpt["optimizer"])
+            if sched is not None:
+                sched.load_state_dict(ckpt["scheduler"])
+            state, resumed = ckpt["state"], True
+            print(f"{name}: resuming from {last} (epoch {state['epoch']}/{cfg.num_epochs}"
+                  f"{', finished' if state['done'] else ''})")
+    t0 = time.time()
+    while not state["done"] and state["epoch"] < cfg.num_epochs:
+        epoch = state["epoch"] + 1
+        if hasattr(train_ds, "epoch"):
+            train_ds.epoch = epoch
+        gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
+        loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=gen,
+                            num_workers=cfg.num_workers, drop_last=len(train_ds) > cfg.batch_size)
+        te = time.time()
+        train_loss, _, _ = run_epoch(net, loader, cfg, loss_fn, optimizer, scaler, desc=f"epoch {epoch}")
+        val_loss, s, y = run_epoch(net, val_loader, cfg, loss_fn, desc="val")
+        if sched is not None:
+            sched.step()
+        row = {"epoch": epoch, "train_loss": train_loss, "val_loss": val_loss,
+               "val_auc": float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else float("nan"),
+               "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - te}
+        state["history"].append(row)
+        improved = val_loss < state["best_val"] - 1e-6
+        if improved:
+            state.update(best_val=val_loss, best_epoch=epoch, bad=0)
+            with atomic_path(best) as tmp:
+                torch.save({"model": net.state_dict(), "epoch": epoch}, tmp)
+        else:
+            state["bad"] += 1
+        state["epoch"] = epoch
+        state["done"] = state["bad"] >= cfg.patience or epoch >= cfg.num_epochs
+        with atomic_path(last) as tmp:
+            torch.save({"key": key, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": sched.state_dict() if sched else {}, "state": state}, tmp)
+        _write_log(run_dir / "train_log.csv", state["history"])
+        print(f"{name} epoch {epoch}/{cfg.num_epochs}: train loss {train_loss:.4f} | val loss "
+              f"{val_loss:.4f} | val AUC (frame) {row['val_auc']:.3f} | {row['seconds']:.1f} s"
+              + ("  *best*" if improved else ""))
+        if state["bad"] >= cfg.patience:
+            print(f"{name}: early stop, val loss has not improved for {cfg.patience} epochs")
+    if best.is_file():
+        net.load_state_dict(torch.load(best, map_location=cfg.device, weights_only=True)["model"])
+    net.eval()
+    return {"history": state["history"], "best_epoch": state["best_epoch"],
+            "best_val_loss": state["best_val"], "seconds": time.time() - t0, "resumed": resumed}
+
+
+def _write_log(path, history):
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
+
+
+@torch.no_grad()
+def predict_probs(net, dataset, batch_size: int = 64, device="cpu", amp: bool = True) -> np.ndarray:
+    """Probability of *fake* for every item of ``dataset`` (no augmentation)."""
+    net.eval().to(device)
+    cuda = str(device).startswith("cuda")
+    loader = DataLoader(dataset, batch_size=batch_size, num_workers=0)
+    out = []
+    for batch in tqdm(loader, desc="predict", leave=False):
+        x = batch[0].to(device, non_blocking=True)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=amp and cuda):
+            logits = net(x)
+        out.append(torch.sigmoid(logits.float().reshape(len(x), -1)[:, 0]).cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0)
