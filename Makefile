@@ -33,6 +33,7 @@ lab: setup
 
 bench: setup
 	$(BIN)/python benchmarks/bench_mtcnn.py
+	$(BIN)/python benchmarks/bench_detector.py
 	$(BIN)/python benchmarks/bench_notebooks.py
 
 clean-data:

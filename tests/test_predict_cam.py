@@ -40,7 +40,8 @@ def test_predict_image_video_noface_corrupt(checkpoint, inputs, tmp_path, capsys
     assert by["noface.png"]["faces"] == [] and by["noface.png"]["note"] == "no face found"
     assert "corrupt.jpg" in by["corrupt.jpg"]["error"]
     v = by["000.mp4"]
-    assert len(v["frames"]) == 3 and v["video_prob_fake"] == pytest.approx(np.mean([f["prob_fake"] for f in v["frames"]]))
+    assert len(v["frames"]) == 3
+    assert v["video_prob_fake"] == pytest.approx(np.mean([f["prob_fake"] for f in v["frames"]]))
 
 
 def test_predict_exit_code_when_nothing_processed(checkpoint, inputs, capsys):
