@@ -34,6 +34,7 @@ lab: setup
 bench: setup
 	$(BIN)/python benchmarks/bench_mtcnn.py
 	$(BIN)/python benchmarks/bench_detector.py
+	$(BIN)/python benchmarks/bench_clip_cache.py
 	$(BIN)/python benchmarks/bench_notebooks.py
 
 clean-data:

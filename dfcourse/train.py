@@ -37,6 +37,7 @@ class TrainConfig:
     amp: bool = True                # mixed precision, CUDA only
     channels_last: bool = True      # CUDA only
     num_workers: int = 0
+    log_every: int = 1              # print every n-th epoch (and the last, and stops)
 
 
 def bce_loss(net, batch):
@@ -155,9 +156,10 @@ def fit(net, train_ds, val_ds, cfg: TrainConfig, run_dir, loss_fn=bce_loss, name
             torch.save({"key": key, "model": net.state_dict(), "optimizer": optimizer.state_dict(),
                         "scheduler": sched.state_dict() if sched else {}, "state": state}, tmp)
         _write_log(run_dir / "train_log.csv", state["history"])
-        print(f"{name} epoch {epoch}/{cfg.num_epochs}: train loss {train_loss:.4f} | val loss "
-              f"{val_loss:.4f} | val AUC (frame) {row['val_auc']:.3f} | {row['seconds']:.1f} s"
-              + ("  *best*" if improved else ""))
+        if epoch % cfg.log_every == 0 or state["done"]:
+            print(f"{name} epoch {epoch}/{cfg.num_epochs}: train loss {train_loss:.4f} | val loss "
+                  f"{val_loss:.4f} | val AUC (frame) {row['val_auc']:.3f} | {row['seconds']:.1f} s"
+                  + ("  *best*" if improved else ""))
         if state["bad"] >= cfg.patience:
             print(f"{name}: early stop, val loss has not improved for {cfg.patience} epochs")
     if best.is_file():
