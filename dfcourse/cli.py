@@ -43,7 +43,8 @@ def _predict(args) -> int:
 
     setup_offline()
     try:
-        return run(args.paths, args.checkpoint, args.json, args.heatmap, resolve_device(args.device), args.frames)
+        return run(args.paths, args.checkpoint, args.json, args.heatmap, resolve_device(args.device), args.frames,
+                   args.localize, args.localizer)
     except (FileNotFoundError, ValueError) as e:  # missing or wrong checkpoint
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -93,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--json", action="store_true", help="print JSON instead of lines")
     r.add_argument("--heatmap", metavar="DIR", help="write a Grad-CAM overlay per face here")
     r.add_argument("--frames", type=int, default=16, help="frames sampled per video (default 16)")
+    r.add_argument("--localize", action="store_true", help="also predict a manipulation map per face "
+                   "(the notebook-04 localizer); with --heatmap its overlay is written too")
+    r.add_argument("--localizer", help="localizer checkpoint (default: runs/checkpoints/localizer_latest.pt)")
     r.add_argument("--device", default="auto")
     r.set_defaults(func=_predict)
 

@@ -27,13 +27,14 @@ def default_checkpoint() -> Path:
 class Predictor:
     """A trained detector plus MTCNN. ``predict_image(rgb)`` -> one dict per face."""
 
-    def __init__(self, checkpoint=None, device="cpu", net=None, size=None, detector=None):
+    def __init__(self, checkpoint=None, device="cpu", net=None, size=None, detector=None, localizer=None):
         from .models import load_checkpoint
 
         self.net = net if net is not None else load_checkpoint(checkpoint or default_checkpoint(), device)
         self.size = size or getattr(self.net, "meta", {}).get("size", 224)
         self.device = device
         self.detector = detector or FaceDetector(device=device)
+        self.localizer = localizer  # a notebook-04 model: adds a manipulation map per face
 
     @torch.no_grad()
     def classify(self, faces) -> np.ndarray:
@@ -63,9 +64,17 @@ class Predictor:
         crops = [crop(image, square_box(f.box), self.size) for f in faces]
         probs = self.classify(crops)
         cams = self.heatmaps(crops) if with_heatmap and crops else [None] * len(crops)
-        return [{"box": [round(float(v), 1) for v in f.box], "label": "FAKE" if p >= 0.5 else "REAL",
-                 "prob_fake": float(p), "face_prob": float(f.prob), "face": c, "heatmap": h}
-                for f, c, p, h in zip(faces, crops, probs, cams)]
+        out = [{"box": [round(float(v), 1) for v in f.box], "label": "FAKE" if p >= 0.5 else "REAL",
+                "prob_fake": float(p), "face_prob": float(f.prob), "face": c, "heatmap": h}
+               for f, c, p, h in zip(faces, crops, probs, cams)]
+        if self.localizer is not None:
+            from .localization import localize
+
+            for o in out:
+                loc = localize(self.localizer, o["face"], self.localizer.meta.get("size", self.size), self.device)
+                o.update(loc_label=loc["label"], loc_prob_fake=loc["prob_fake"], map=loc["map"],
+                         map_area=float((loc["map"] > 0.5).mean()))
+        return out
 
     def predict_video(self, path, num_frames: int = 16) -> dict:
         """Per-frame scores of the tracked face and the video-level score (their mean)."""
@@ -90,11 +99,21 @@ def expand_paths(paths) -> list[Path]:
     return out
 
 
-def run(paths, checkpoint=None, as_json=False, heatmap_dir=None, device="cpu", num_frames=16) -> int:
+def default_localizer() -> Path:
+    return default_checkpoint().parent / "localizer_latest.pt"
+
+
+def run(paths, checkpoint=None, as_json=False, heatmap_dir=None, device="cpu", num_frames=16,
+        localize=False, localizer=None) -> int:
     """The ``predict`` command. Exit code 0 unless nothing could be processed."""
     from . import viz
 
-    predictor = Predictor(checkpoint, device=device)
+    loc_net = None
+    if localize:
+        from .localization import load_localizer
+
+        loc_net = load_localizer(localizer or default_localizer(), device)
+    predictor = Predictor(checkpoint, device=device, localizer=loc_net)
     files = expand_paths(paths)
     results, ok = [], 0
     for path in files:
@@ -111,7 +130,10 @@ def run(paths, checkpoint=None, as_json=False, heatmap_dir=None, device="cpu", n
                     if heatmap_dir is not None:
                         out = Path(heatmap_dir) / f"{path.stem}_face{k}_gradcam.png"
                         f["heatmap_path"] = str(save_image(out, viz.overlay(f["face"], f["heatmap"])))
-                    res["faces"].append({k2: v for k2, v in f.items() if k2 not in ("face", "heatmap")})
+                        if "map" in f:
+                            out = Path(heatmap_dir) / f"{path.stem}_face{k}_localization.png"
+                            f["map_path"] = str(save_image(out, viz.overlay(f["face"], f["map"])))
+                    res["faces"].append({k2: v for k2, v in f.items() if k2 not in ("face", "heatmap", "map")})
                 if not faces:
                     res["note"] = "no face found"
             ok += 1
@@ -136,5 +158,7 @@ def _format(res) -> str:
         return (f"{res['path']}: video {res['label']} p(fake)={res['video_prob_fake']:.3f} "
                 f"(mean of {len(res['frames'])} frames; video level)")
     return "\n".join(f"{res['path']}: face {k} box {f['box']} {f['label']} p(fake)={f['prob_fake']:.3f}"
+                     + (f" | localizer {f['loc_label']} p(fake)={f['loc_prob_fake']:.3f}, "
+                        f"{100 * f['map_area']:.1f}% of the face flagged" if "loc_label" in f else "")
                      + (f" heatmap {f['heatmap_path']}" if "heatmap_path" in f else "")
                      for k, f in enumerate(res["faces"]))

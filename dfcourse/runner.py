@@ -14,14 +14,13 @@ from .index import format_table
 from .io import atomic_path
 
 
-def record(course, **metrics) -> Path:
+def record(course, **metrics) -> None:
     """Write this notebook's mode and headline metrics for the grading report."""
     path = course.root / "runs" / "summaries" / f"{course.notebook}.json"
     data = {"notebook": course.notebook, "mode": course.mode, "reason": course.reason,
             "device": course.device, **metrics}
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(data, indent=2, default=str))
-    return path
 
 
 def execute(path, out_path=None, timeout: int = 600, cwd=None, kernel_name: str = "python3"):

@@ -118,3 +118,18 @@ def plot_curves(ax, history, title=""):
         ax2.legend(loc="upper right", fontsize=8)
     ax.legend(loc="upper left", fontsize=8)
     return ax.figure
+
+
+def localization_row(axes, image, gt, pred, threshold: float = 0.5, title: str = ""):
+    """image | ground truth | predicted map | thresholded overlay, on four axes."""
+    axes[0].imshow(image)
+    axes[0].set_title(title or "image", fontsize=8)
+    axes[1].imshow(gt, cmap="gray", vmin=0, vmax=1)
+    axes[1].set_title("ground truth", fontsize=8)
+    axes[2].imshow(pred, cmap="jet", vmin=0, vmax=1)
+    axes[2].set_title("predicted map", fontsize=8)
+    axes[3].imshow(mask_overlay(image, (np.asarray(pred) > threshold).astype(np.float32)))
+    axes[3].set_title(f"map > {threshold:.2f}", fontsize=8)
+    for ax in axes:
+        ax.axis("off")
+    return axes[0].figure

@@ -1,0 +1,115 @@
+import numpy as np
+import pytest
+import torch
+
+from dfcourse import localization as L
+from dfcourse.index import read_index
+from dfcourse.train import TrainConfig, fit, run_epoch
+
+
+def test_residual_target_known_pair():
+    src = np.full((20, 20, 3), 100, np.uint8)
+    fake = src.copy()
+    fake[5:10, 5:10] = 160  # residual 60/255 = 0.235 inside the square
+    fake[15, 15] = 103       # compression-like noise: 3/255 = 0.012 < threshold
+    t = L.residual_target(fake, src, threshold=0.05, blur_sigma=0)
+    expected = np.zeros((20, 20), np.float32)
+    expected[5:10, 5:10] = 1
+    assert np.array_equal(t, expected)
+    blurred = L.residual_target(fake, src, threshold=0.05, blur_sigma=1.0)
+    assert blurred[7, 7] == 1 and blurred[15, 15] == 0 and blurred[0, 0] == 0
+
+
+def test_load_map_real_is_zero_and_fake_from_source(demo_index):
+    rows = read_index(demo_index, split="train")
+    real = next(r for r in rows if r["label"] == 0)
+    fake = next(r for r in rows if r["label"] == 1)
+    assert L.load_map(real, 32).sum() == 0
+    m_res, m_mask = L.load_map(fake, 64, "residual"), L.load_map(fake, 64, "mask")
+    assert m_res.shape == m_mask.shape == (64, 64) and m_res.sum() > 0
+    assert (m_res * (1 - m_mask)).sum() <= 0.05 * m_res.sum()  # residual lies inside the mask
+
+
+def test_iou_dice_hand_made():
+    a = np.zeros((4, 4), bool)
+    b = np.zeros((4, 4), bool)
+    a[:2, :2] = True            # 4 pixels
+    b[:2, :3] = True            # 6 pixels, 4 shared
+    assert L.iou(a, b) == pytest.approx(4 / 6)
+    assert L.dice(a, b) == pytest.approx(2 * 4 / 10)
+    assert L.iou(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
+    assert L.iou(a, ~a) == 0.0
+
+
+def test_pixel_auc_and_threshold_hand_made():
+    gt = [np.array([[1, 0], [0, 0]]), np.array([[0, 1], [0, 0]])]
+    perfect = [np.array([[0.9, 0.1], [0.2, 0.1]]), np.array([[0.3, 0.8], [0.1, 0.2]])]
+    assert L.pixel_auc(perfect, gt) == 1.0
+    assert L.pixel_auc([1 - m for m in perfect], gt) == 0.0
+    assert 0.3 <= L.best_threshold(perfect, gt) < 0.8
+    m = L.localization_metrics(perfect + [np.full((2, 2), 0.6)], gt + [np.zeros((2, 2))], [1, 1, 0], None, 0.5)
+    assert m["iou"] == 1.0 and m["dice"] == 1.0 and m["fp_area_real"] == 1.0
+    base = L.constant_baselines(gt, [1, 1])
+    assert base["all_ones_iou"] == 0.25 and base["all_zeros_iou"] == 0.0
+
+
+def test_output_shapes_both_encoders():
+    net = L.ResNetLocalizer(pretrained=False)
+    logit, m = net(torch.rand(2, 3, 96, 96))
+    assert logit.shape == (2, 1) and m.shape == (2, 1, 96, 96)
+    from dfcourse.clip_peft import load_clip
+
+    clip, _, _ = load_clip("ViT-S-32", pretrained="")
+    cnet = L.ClipLocalizer(clip)
+    logit, m = cnet(torch.rand(2, 3, 224, 224))
+    assert logit.shape == (2, 1) and m.shape == (2, 1, 224, 224)
+    assert all(not p.requires_grad for p in clip.parameters())
+
+
+def test_loss_falls_on_a_tiny_batch(demo_index, tmp_path):
+    rows = read_index(demo_index, split="train")
+    rows = [r for r in rows if r["label"] == 0][:4] + [r for r in rows if r["label"] == 1][:4]
+    ds = L.LocalizationDataset(rows, 64)
+    torch.manual_seed(0)
+    net = L.ResNetLocalizer(pretrained=False)
+    cfg = TrainConfig(num_epochs=12, batch_size=8, lr=1e-3, patience=100)
+    loader = torch.utils.data.DataLoader(ds, batch_size=8)
+    before, _, _ = run_epoch(net, loader, cfg, L.make_loss())
+    fit(net, ds, ds, cfg, tmp_path, loss_fn=L.make_loss())
+    after, _, _ = run_epoch(net, loader, cfg, L.make_loss())
+    assert after < 0.6 * before
+
+
+def test_localizer_checkpoint_and_predict_localize(tmp_path, astronaut, capsys):
+    import json
+
+    from PIL import Image
+
+    from dfcourse.cli import main
+    from dfcourse.models import build_detector, save_checkpoint
+
+    net = L.ResNetLocalizer(pretrained=False)
+    lpath = L.save_localizer(tmp_path / "loc.pt", net, size=64)
+    assert torch.equal(L.load_localizer(lpath).out.weight, net.out.weight)
+    cpath = save_checkpoint(tmp_path / "det.pt", build_detector("resnet18", pretrained=False, verbose=False), size=64)
+    Image.fromarray(astronaut).save(tmp_path / "a.jpg")
+    rc = main(["predict", str(tmp_path / "a.jpg"), "--checkpoint", str(cpath), "--localize", "--localizer",
+               str(lpath), "--json", "--heatmap", str(tmp_path / "h")])
+    face = json.loads(capsys.readouterr().out)[0]["faces"][0]
+    assert rc == 0 and face["loc_label"] in ("REAL", "FAKE") and 0 <= face["map_area"] <= 1
+    assert (tmp_path / "h" / "a_face0_localization.png").is_file()
+    with pytest.raises(ValueError, match="not a dfcourse localizer"):
+        L.load_localizer(cpath)
+
+
+def test_widget_callback_renders_headless():
+    from dfcourse.widgets import localization_explorer, render_localization
+
+    imgs = [np.zeros((16, 16, 3), np.uint8)] * 2
+    gts = [np.zeros((16, 16)), np.ones((16, 16))]
+    maps = [np.zeros((16, 16)), np.full((16, 16), 0.7)]
+    fig = render_localization(imgs, gts, maps, ["a", "b"], index=1, threshold=0.5)
+    assert "IoU 1.000" in fig._suptitle.get_text() and len(fig.axes) == 4
+    box = localization_explorer(imgs, gts, maps, ["a", "b"])
+    box.children[0].children[1].value = 0.9  # move the threshold slider: the callback re-renders
+    assert box.children[0].children[1].value == 0.9
