@@ -38,4 +38,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_notebooks.py
 
 clean-data:
-	rm -rf data/demo data/prepared runs
+	rm -rf data/demo data/prepared data/feature_cache runs

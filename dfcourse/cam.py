@@ -74,3 +74,29 @@ def compute_cams(net, x, method: str = "gradcam", target_layer=None, reshape_tra
             cam.batch_size = batch_size
         maps = cam(input_tensor=x, targets=[BinaryClassifierOutputTarget(target)] * len(x))
     return np.nan_to_num(np.asarray(maps, dtype=np.float32))
+
+
+# ------------------------------------------------------------ how well a map points at the mask
+def pointing_game(cam, mask) -> bool:
+    """Is the map's maximum inside the (binary) ground-truth mask?"""
+    cam, mask = np.asarray(cam), np.asarray(mask) > 0.5
+    return bool(mask.flat[int(np.argmax(cam))])
+
+
+def energy_in_mask(cam, mask) -> float:
+    """Fraction of the map's total (non-negative) energy that falls inside the mask."""
+    cam = np.clip(np.asarray(cam, dtype=np.float64), 0, None)
+    total = cam.sum()
+    return float((cam * (np.asarray(mask) > 0.5)).sum() / total) if total > 0 else 0.0
+
+
+def cam_scores(cams, masks, threshold: float = 0.5) -> dict:
+    """Mean pointing game, energy-in-mask and IoU (map > threshold) over fakes with a
+    non-empty mask."""
+    from .localization import iou
+
+    pairs = [(c, m) for c, m in zip(cams, masks) if (np.asarray(m) > 0.5).any()]
+    return {"pointing_game": float(np.mean([pointing_game(c, m) for c, m in pairs])),
+            "energy_in_mask": float(np.mean([energy_in_mask(c, m) for c, m in pairs])),
+            "iou": float(np.mean([iou(np.asarray(c) > threshold, np.asarray(m) > 0.5) for c, m in pairs])),
+            "n": len(pairs)}

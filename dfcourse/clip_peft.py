@@ -249,3 +249,54 @@ def head_probs(head, features, batch_size: int = 256) -> np.ndarray:
     head.eval()
     return torch.cat([torch.sigmoid(head(features[i:i + batch_size]).float()[:, 0])
                       for i in range(0, len(features), batch_size)]).numpy()
+
+
+def save_head(path, head: ClipHead, **meta) -> Path:
+    """Atomically save a trained head (the frozen CLIP is not saved: it is re-loaded)."""
+    with atomic_path(path) as tmp:
+        torch.save({"format": "dfcourse-clip-head", "kind": head.kind, "state_dict": head.state_dict(),
+                    "meta": meta}, tmp)
+    return Path(path)
+
+
+def load_head(path, text: torch.Tensor, hidden: int = 64) -> ClipHead:
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "dfcourse-clip-head":
+        raise ValueError(f"{path}: not a dfcourse CLIP head checkpoint (saved by notebook 03).")
+    head = ClipHead(ckpt["kind"], text.shape[1], text, hidden)
+    head.load_state_dict(ckpt["state_dict"])
+    head.meta = ckpt["meta"]
+    return head
+
+
+def load_or_train_clip(course, train_rows, val_rows, model_name="ViT-B-32", pretrained="openai",
+                       kind="adapter+prompt", epochs: int = 30):
+    """The notebook-03 CLIP detector: its saved head when notebook 03 ran in this mode with
+    the same weights, else a head trained here on cached features. Returns ``(net, note)``."""
+    from torch.utils.data import TensorDataset
+
+    from .train import TrainConfig, fit
+
+    clip, tok, note = load_clip(model_name, pretrained)
+    text = text_embeddings(clip, tok, PROMPTS, course.device)
+    path = course.root / "runs" / "checkpoints" / "clip_head_latest.pt"
+    tag = weights_fingerprint(clip)
+    if path.is_file():
+        head = load_head(path, text)
+        if head.meta.get("mode") == course.mode and head.meta.get("weights") == tag:
+            print(f"notebook-03 CLIP head loaded from {path} ({head.kind})")
+            return ClipDetector(clip, head).to(course.device), note
+    print(f"no notebook-03 CLIP head for these weights at {path}: training a {kind} head now")
+    net = ClipDetector(clip, ClipHead(kind, text.shape[1], text)).to(course.device)
+    cache = make_cache(course.data / "feature_cache", net, model_name)
+    data = {}
+    for name, rows in (("train", train_rows), ("val", val_rows)):
+        f = encode_rows(net, rows, cache, device=course.device)
+        y = torch.tensor([float(r["label"]) for r in rows])
+        data[name] = TensorDataset(f, y, torch.arange(len(y)))
+    cfg = TrainConfig(num_epochs=epochs, batch_size=64, lr=1e-3, schedule="cosine", grad_clip=1.0,
+                      patience=8, seed=course.seed, log_every=10)
+    fit(net.head, data["train"], data["val"], cfg, course.runs / "05_gradcam_analysis" / "clip_head",
+        loss_fn=head_loss, name=f"CLIP {kind}")
+    save_head(path, net.head, mode=course.mode, weights=tag, model=model_name)
+    return net.to(course.device), note

@@ -290,3 +290,24 @@ def load_localizer(path, device="cpu"):
     net.load_state_dict(ckpt["state_dict"])
     net.meta = ckpt["meta"]
     return net.to(device).eval()
+
+
+def load_or_train_localizer(course, splits, size: int, cfg, target: str = "residual"):
+    """The notebook-04 localizer when it was saved in this mode, else one trained here."""
+    from .train import fit
+
+    path = course.root / "runs" / "checkpoints" / "localizer_latest.pt"
+    if path.is_file():
+        net = load_localizer(path, course.device)
+        if net.meta.get("mode") == course.mode:
+            print(f"notebook-04 localizer loaded from {path}")
+            return net, net.meta.get("size", size)
+    print(f"no notebook-04 localizer for {course.mode} mode at {path}: training one now")
+    torch.manual_seed(course.seed)
+    net = ResNetLocalizer(pretrained=True)
+    ds = {s: LocalizationDataset(splits[s], size, target, train=(s == "train"), seed=course.seed)
+          for s in ("train", "val")}
+    fit(net, ds["train"], ds["val"], cfg, course.runs / "04_residual_localization" / "resnet18",
+        loss_fn=make_loss(), name="resnet18-localizer")
+    save_localizer(path, net, size=size, mode=course.mode)
+    return net, size

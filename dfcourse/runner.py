@@ -68,7 +68,7 @@ def run_course(root, notebooks=None, out_dir=None, timeout: int = 900) -> list[d
     return results
 
 
-HEADLINE_SKIP = {"notebook", "status", "seconds", "error", "mode", "reason", "device"}
+HEADLINE_SKIP = {"notebook", "status", "seconds", "error", "mode", "reason", "device", "weights"}
 
 
 def format_report(results) -> str:
@@ -76,9 +76,9 @@ def format_report(results) -> str:
     for r in results:
         headline = ", ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}"
                              for k, v in r.items() if k not in HEADLINE_SKIP)
-        rows.append([r["notebook"], r["status"], r["seconds"], r.get("mode", "?"),
-                     r.get("device", "?"), headline or r.get("error", "")])
-    return format_table(["notebook", "status", "seconds", "mode", "device", "headline"], rows)
+        rows.append([r["notebook"], r["status"], r["seconds"], r.get("mode", "?"), r.get("device", "?"),
+                     r.get("weights", "-"), headline or r.get("error", "")])
+    return format_table(["notebook", "status", "seconds", "mode", "device", "weights", "headline"], rows)
 
 
 def write_report(results, path) -> Path:

@@ -102,14 +102,18 @@ def test_localizer_checkpoint_and_predict_localize(tmp_path, astronaut, capsys):
         L.load_localizer(cpath)
 
 
-def test_widget_callback_renders_headless():
+def test_widget_callback_renders_headless(monkeypatch):
+    import dfcourse.widgets as W
     from dfcourse.widgets import localization_explorer, render_localization
 
+    shown = []
+    monkeypatch.setattr(W, "_show", shown.append)
     imgs = [np.zeros((16, 16, 3), np.uint8)] * 2
     gts = [np.zeros((16, 16)), np.ones((16, 16))]
     maps = [np.zeros((16, 16)), np.full((16, 16), 0.7)]
     fig = render_localization(imgs, gts, maps, ["a", "b"], index=1, threshold=0.5)
     assert "IoU 1.000" in fig._suptitle.get_text() and len(fig.axes) == 4
     box = localization_explorer(imgs, gts, maps, ["a", "b"])
+    box.children[0].children[0].value = 1
     box.children[0].children[1].value = 0.9  # move the threshold slider: the callback re-renders
-    assert box.children[0].children[1].value == 0.9
+    assert "threshold 0.90" in shown[-1]._suptitle.get_text() and "IoU 0.000" in shown[-1]._suptitle.get_text()

@@ -1,0 +1,80 @@
+import io
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from dfcourse import clip_peft as cp
+from dfcourse.cam import METHODS, cam_scores, compute_cams, energy_in_mask, pointing_game
+from dfcourse.models import build_detector
+from dfcourse.predict import Predictor
+from dfcourse.widgets import cam_explorer, handle_upload, render_cam
+
+
+def test_pointing_game_and_energy_hand_made():
+    mask = np.zeros((4, 4))
+    mask[:2, :2] = 1
+    inside = np.zeros((4, 4))
+    inside[0, 1] = 1.0
+    inside[3, 3] = 0.5
+    assert pointing_game(inside, mask) is True
+    assert pointing_game(1 - mask, mask) is False
+    assert energy_in_mask(inside, mask) == pytest.approx(1.0 / 1.5)
+    assert energy_in_mask(np.ones((4, 4)), mask) == pytest.approx(4 / 16)  # uniform = mask share
+    s = cam_scores([inside, mask], [mask, mask], threshold=0.5)
+    assert s["pointing_game"] == 1.0 and s["n"] == 2
+    assert s["iou"] == pytest.approx((1 / 4 + 1) / 2)
+
+
+@pytest.mark.parametrize("method", [m for m in sorted(METHODS) if m != "scorecam"])
+def test_every_cam_method_on_clip_gives_input_sized_maps(method):
+    torch.manual_seed(0)
+    clip, tok, _ = cp.load_clip("ViT-S-32", pretrained="")
+    text = cp.text_embeddings(clip, tok)
+    net = cp.ClipDetector(clip, cp.ClipHead("adapter+prompt", text.shape[1], text))
+    maps = compute_cams(net, torch.rand(2, 3, 224, 224), method)
+    assert maps.shape == (2, 224, 224) and np.isfinite(maps).all() and maps.std() > 0
+
+
+@pytest.fixture(scope="module")
+def predictor(detector):
+    torch.manual_seed(0)
+    return Predictor(net=build_detector("resnet18", pretrained=False, verbose=False), size=64, detector=detector)
+
+
+def _png(arr):
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def test_upload_handler_face_noface_and_non_image(predictor, astronaut):
+    fig, msg = handle_upload(_png(astronaut), "astro.png", predictor)
+    assert fig is not None and "face 0:" in msg and "p(fake)" in msg
+    fig, msg = handle_upload(_png(np.full((120, 120, 3), 90, np.uint8)), "wall.png", predictor)
+    assert fig is None and "no face found" in msg
+    fig, msg = handle_upload(b"%PDF-1.4 not a photo", "doc.pdf", predictor)
+    assert fig is None and "doc.pdf: not an image" in msg
+    grey16 = Image.fromarray((astronaut.mean(-1) * 257).astype(np.uint16))
+    buf = io.BytesIO()
+    grey16.save(buf, format="PNG")
+    fig, msg = handle_upload(buf.getvalue(), "grey16.png", predictor)  # odd mode: still works
+    assert fig is not None
+
+
+def test_cam_widget_callbacks_render_headless(monkeypatch):
+    import dfcourse.widgets as W
+
+    shown = []
+    monkeypatch.setattr(W, "_show", shown.append)
+    imgs = [np.zeros((32, 32, 3), np.uint8)] * 3
+    cams = {("ResNet18", "gradcam"): np.random.default_rng(0).random((3, 16, 16)),
+            ("CLIP", "eigencam"): np.zeros((3, 32, 32))}
+    fig = render_cam(imgs, cams, "ResNet18", "gradcam", index=2, alpha=0.3, threshold=0.4)
+    assert len(fig.axes) == 3 and "ResNet18: gradcam" in fig.axes[1].get_title()
+    box = cam_explorer(imgs, cams)
+    index, model, method = box.children[0].children
+    n0 = len(shown)
+    model.value, method.value, index.value = "CLIP", "eigencam", 1  # every control re-renders
+    assert len(shown) > n0 and "CLIP: eigencam" in shown[-1].axes[1].get_title()
