@@ -260,9 +260,9 @@ def save_head(path, head: ClipHead, **meta) -> Path:
 
 
 def load_head(path, text: torch.Tensor, hidden: int = 64) -> ClipHead:
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "dfcourse-clip-head":
-        raise ValueError(f"{path}: not a dfcourse CLIP head checkpoint (saved by notebook 03).")
+    from .models import read_checkpoint
+
+    ckpt = read_checkpoint(path, "dfcourse-clip-head", "Run notebooks/03_clip_peft.ipynb first.")
     head = ClipHead(ckpt["kind"], text.shape[1], text, hidden)
     head.load_state_dict(ckpt["state_dict"])
     head.meta = ckpt["meta"]

@@ -274,18 +274,10 @@ def save_localizer(path, net, **meta):
 
 def load_localizer(path, device="cpu"):
     """Rebuild a localizer saved by :func:`save_localizer`; clear errors for anything else."""
-    from pathlib import Path
+    from .models import read_checkpoint
 
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no localizer checkpoint. Run notebooks/04_residual_localization.ipynb "
-                                "(or `make course`) first, or pass --localizer PATH.")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({e.__class__.__name__}).") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "dfcourse-localizer":
-        raise ValueError(f"{path}: not a dfcourse localizer checkpoint (saved by notebook 04).")
+    ckpt = read_checkpoint(path, "dfcourse-localizer", "Run notebooks/04_residual_localization.ipynb "
+                           "(or `make course`) first, or pass --localizer PATH.", device)
     net = ResNetLocalizer(pretrained=False)
     net.load_state_dict(ckpt["state_dict"])
     net.meta = ckpt["meta"]

@@ -154,21 +154,27 @@ def save_checkpoint(path, net: Detector, **meta) -> Path:
     return Path(path)
 
 
-def load_checkpoint(path, device="cpu", arch=None) -> Detector:
-    """Rebuild a detector from :func:`save_checkpoint`. A checkpoint of another kind or
-    architecture gives a clear error naming the file, not a shape dump."""
+def read_checkpoint(path, fmt: str, how_to_make: str, device="cpu") -> dict:
+    """Load a dfcourse checkpoint dict of format ``fmt`` with ``weights_only=True``; a missing
+    file says ``how_to_make`` one, and a foreign or corrupt file says so, naming it."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path}: no checkpoint. Run notebooks/02_resnet_baseline.ipynb (or `make course`) "
-            "to train one, or pass --checkpoint PATH.")
+        raise FileNotFoundError(f"{path}: no checkpoint. {how_to_make}")
     try:
         ckpt = torch.load(path, map_location=device, weights_only=True)
     except Exception as e:
         raise ValueError(f"{path}: not a readable PyTorch checkpoint ({e.__class__.__name__}).") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "dfcourse-detector":
-        raise ValueError(f"{path}: not a dfcourse detector checkpoint (saved by dfcourse.models."
-                         "save_checkpoint, e.g. by notebook 02).")
+    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
+        raise ValueError(f"{path}: not a {fmt} checkpoint. {how_to_make}")
+    return ckpt
+
+
+def load_checkpoint(path, device="cpu", arch=None) -> Detector:
+    """Rebuild a detector from :func:`save_checkpoint`. A checkpoint of another kind or
+    architecture gives a clear error naming the file, not a shape dump."""
+    path = Path(path)
+    ckpt = read_checkpoint(path, "dfcourse-detector", "Run notebooks/02_resnet_baseline.ipynb (or `make course`) "
+                           "to train one, or pass --checkpoint PATH.", device)
     if arch is not None and ckpt["arch"] != arch:
         raise ValueError(f"{path}: checkpoint is for arch {ckpt['arch']!r}, not {arch!r}.")
     net = build_detector(ckpt["arch"], pretrained=False, verbose=False)

@@ -98,7 +98,7 @@ def test_localizer_checkpoint_and_predict_localize(tmp_path, astronaut, capsys):
     face = json.loads(capsys.readouterr().out)[0]["faces"][0]
     assert rc == 0 and face["loc_label"] in ("REAL", "FAKE") and 0 <= face["map_area"] <= 1
     assert (tmp_path / "h" / "a_face0_localization.png").is_file()
-    with pytest.raises(ValueError, match="not a dfcourse localizer"):
+    with pytest.raises(ValueError, match="not a dfcourse-localizer checkpoint"):
         L.load_localizer(cpath)
 
 

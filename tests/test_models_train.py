@@ -79,7 +79,7 @@ def test_checkpoint_roundtrip_and_clear_errors(tmp_path):
     with pytest.raises(ValueError, match="arch 'resnet18', not 'inception'"):
         load_checkpoint(path, arch="inception")
     torch.save(net.state_dict(), tmp_path / "raw.pt")
-    with pytest.raises(ValueError, match="not a dfcourse detector checkpoint"):
+    with pytest.raises(ValueError, match="not a dfcourse-detector checkpoint"):
         load_checkpoint(tmp_path / "raw.pt")
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ValueError, match="junk.pt: not a readable"):
