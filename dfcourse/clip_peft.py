@@ -59,18 +59,19 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str = "openai", weights=
             raise FileNotFoundError(f"{path}: no such CLIP weights file")
         model = open_clip.create_model(model_name, pretrained=str(path))
         return model.eval(), tokenizer, f"{model_name}: pretrained weights loaded from {path}"
-    if pretrained:
-        log = logging.getLogger()
-        level = log.level
-        log.setLevel(logging.CRITICAL)  # open_clip logs a long download error when offline
-        try:
-            model = open_clip.create_model(model_name, pretrained=pretrained)
-            return model.eval(), tokenizer, f"{model_name}: pretrained '{pretrained}' weights loaded"
-        except Exception:  # no cache, no network
-            pass
-        finally:
-            log.setLevel(level)
-    model = open_clip.create_model(model_name, pretrained=None)
+    log = logging.getLogger()
+    level = log.level
+    log.setLevel(logging.CRITICAL)  # open_clip logs a long download error offline; we say it in one line
+    try:
+        if pretrained:
+            try:
+                model = open_clip.create_model(model_name, pretrained=pretrained)
+                return model.eval(), tokenizer, f"{model_name}: pretrained '{pretrained}' weights loaded"
+            except Exception:  # no cache, no network
+                pass
+        model = open_clip.create_model(model_name, pretrained=None)
+    finally:
+        log.setLevel(level)
     return model.eval(), tokenizer, (
         f"{model_name}: pretrained '{pretrained}' weights not found (cache, $DFCOURSE_WEIGHTS_DIR, "
         "network): using RANDOM init")

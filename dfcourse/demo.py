@@ -68,7 +68,7 @@ def builtin_identities(detector, num_lfw: int = 100) -> list[Identity]:
             out.append(ident)
     for i, face in enumerate(data.lfw_subset()[:num_lfw]):  # the first 100 are faces
         up = cv2.resize(_grey_to_rgb(face), (96, 96), interpolation=cv2.INTER_CUBIC)
-        img = cv2.copyMakeBorder(up, 48, 48, 48, 48, cv2.BORDER_REFLECT)
+        img = cv2.copyMakeBorder(up, 48, 48, 48, 48, cv2.BORDER_REPLICATE)  # reflect would mirror faces
         ident = _from_image(f"lfw{i:03d}", img, detector)
         if ident is None:  # aligned crop: fall back to canonical landmark positions
             lm = CANONICAL_LANDMARKS * 96 + 48
@@ -97,9 +97,10 @@ def folder_identities(folder, detector, skipped: SkipLog) -> list[Identity]:
     return out
 
 
-def view(ident: Identity, size: int, rng, jitter: bool = True):
+def view(ident: Identity, size: int, rng, jitter: bool = True, border=cv2.BORDER_REFLECT):
     """One 'frame' of an identity: its face crop under a small random shift, scale and
-    rotation (none for ``jitter=False``), with the landmarks mapped into the crop."""
+    rotation (none for ``jitter=False``), with the landmarks mapped into the crop.
+    Wide views should pad with a constant ``border``: reflection would mirror whole faces."""
     x1, y1, x2, _ = ident.square.astype(np.float32)
     side = x2 - x1
     cx, cy = x1 + side / 2, y1 + side / 2
@@ -108,7 +109,7 @@ def view(ident: Identity, size: int, rng, jitter: bool = True):
         angle, scale, shift = rng.uniform(-6, 6), rng.uniform(0.94, 1.06), rng.uniform(-0.04, 0.04, 2) * side
     A = cv2.getRotationMatrix2D((float(cx), float(cy)), angle, scale * size / side)
     A[:, 2] += size / 2 - np.array([cx, cy]) + shift * size / side  # centre -> crop centre
-    face = cv2.warpAffine(ident.image, A, (size, size), flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+    face = cv2.warpAffine(ident.image, A, (size, size), flags=cv2.INTER_AREA, borderMode=border)
     lm = np.c_[ident.landmarks, np.ones(5)] @ A.T
     return face, lm.astype(np.float32)
 
@@ -192,13 +193,13 @@ def build_ffpp_mini(root, num_frames: int = 8, frame_size: int = 256, seed: int 
         x1, y1, x2, y2 = ident.square
         c, half = np.array([(x1 + x2) / 2, (y1 + y2) / 2]), (x2 - x1)
         big = Identity(name, ident.image, ident.landmarks, np.r_[c - half, c + half].round().astype(int))
-        frames[vid] = view(big, frame_size, rng, jitter=False)
+        frames[vid] = view(big, frame_size, rng, jitter=False, border=cv2.BORDER_CONSTANT)
     pairs = [(a, b) for x, y in [("000", "001"), ("002", "003"), ("004", "005")] for a, b in [(x, y), (y, x)]]
     drift = [np.array([t * 2.0, t * 1.0]) for t in range(num_frames)]  # pixels per frame
 
     def clip(img):
         return [cv2.warpAffine(img, np.float32([[1, 0, d[0]], [0, 1, d[1]]]), (frame_size, frame_size),
-                               borderMode=cv2.BORDER_REFLECT) for d in drift]
+                               borderMode=cv2.BORDER_REPLICATE) for d in drift]
 
     orig = root / "original_sequences" / "youtube" / compression / "videos"
     for vid, _ in FFPP_MINI:

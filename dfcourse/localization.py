@@ -212,24 +212,35 @@ def pixel_auc(maps, gts, max_pixels: int = 2_000_000, seed: int = 0) -> float:
     return float(roc_auc_score(t, s)) if 0 < t.sum() < len(t) else float("nan")
 
 
+def _fakes_with_target(maps, gts, labels=None):
+    """(map, binary gt) pairs of fakes whose target is not empty: a fake with nothing to
+    localize (the change vanished under the threshold) cannot score IoU either way."""
+    labels = [1] * len(maps) if labels is None else labels
+    return [(m, g > 0.5) for m, g, y in zip(maps, gts, labels) if int(y) == 1 and (g > 0.5).any()]
+
+
 def best_threshold(maps, gts, candidates=np.linspace(0.05, 0.95, 19)) -> float:
     """The threshold with the highest mean IoU over the given (validation) fakes."""
-    scores = [np.mean([iou(m > t, g > 0.5) for m, g in zip(maps, gts)]) for t in candidates]
+    pairs = _fakes_with_target(maps, gts)
+    scores = [np.mean([iou(m > t, g) for m, g in pairs]) for t in candidates]
     return float(candidates[int(np.argmax(scores))])
 
 
 def localization_metrics(maps, gts, labels, image_scores=None, threshold: float = 0.5) -> dict:
-    """Pixel AUC, mean IoU and Dice (F1) over fakes at ``threshold``, false-positive area on
-    reals (mean fraction of pixels above it), and image-level AUC from the map maximum
-    (and from ``image_scores`` if given)."""
+    """Over fakes with a non-empty target: pixel AUC, mean IoU and Dice (F1) at ``threshold``.
+    Over reals: the false-positive area (mean fraction of pixels above it). Image-level AUC
+    from the map maximum (and from ``image_scores`` if given), over all faces."""
     labels = np.asarray(labels).astype(int)
-    fk, rl = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    out = {"threshold": float(threshold), "n_fake": int(len(fk)), "n_real": int(len(rl)),
-           "pixel_auc": pixel_auc([maps[i] for i in fk], [gts[i] > 0.5 for i in fk]),
-           "iou": float(np.mean([iou(maps[i] > threshold, gts[i] > 0.5) for i in fk])) if len(fk) else float("nan"),
-           "dice": float(np.mean([dice(maps[i] > threshold, gts[i] > 0.5) for i in fk])) if len(fk) else float("nan"),
-           "fp_area_real": float(np.mean([(maps[i] > threshold).mean() for i in rl])) if len(rl) else float("nan")}
-    if len(fk) and len(rl):
+    pairs = _fakes_with_target(maps, gts, labels)
+    rl = np.flatnonzero(labels == 0)
+    nan = float("nan")
+    out = {"threshold": float(threshold), "n_fake": len(pairs), "n_fake_empty_target": int(labels.sum()) - len(pairs),
+           "n_real": int(len(rl)),
+           "pixel_auc": pixel_auc([m for m, _ in pairs], [g for _, g in pairs]) if pairs else nan,
+           "iou": float(np.mean([iou(m > threshold, g) for m, g in pairs])) if pairs else nan,
+           "dice": float(np.mean([dice(m > threshold, g) for m, g in pairs])) if pairs else nan,
+           "fp_area_real": float(np.mean([(maps[i] > threshold).mean() for i in rl])) if len(rl) else nan}
+    if labels.any() and len(rl):
         out["image_auc_map_max"] = float(roc_auc_score(labels, [float(np.max(m)) for m in maps]))
         if image_scores is not None:
             out["image_auc_logit"] = float(roc_auc_score(labels, image_scores))
@@ -237,10 +248,10 @@ def localization_metrics(maps, gts, labels, image_scores=None, threshold: float 
 
 
 def constant_baselines(gts, labels) -> dict:
-    """Mean IoU over fakes of an all-ones and an all-zeros map."""
-    fk = [g > 0.5 for g, y in zip(gts, labels) if int(y) == 1]
-    return {"all_ones_iou": float(np.mean([iou(np.ones_like(g), g) for g in fk])),
-            "all_zeros_iou": float(np.mean([iou(np.zeros_like(g), g) for g in fk]))}
+    """Mean IoU of an all-ones and an all-zeros map, over fakes with a non-empty target."""
+    pairs = _fakes_with_target(gts, gts, labels)
+    return {"all_ones_iou": float(np.mean([iou(np.ones_like(g), g) for _, g in pairs])),
+            "all_zeros_iou": float(np.mean([iou(np.zeros_like(g), g) for _, g in pairs]))}
 
 
 def localize(net, image, size: int, device="cpu") -> dict:

@@ -47,9 +47,12 @@ def test_pixel_auc_and_threshold_hand_made():
     assert L.pixel_auc(perfect, gt) == 1.0
     assert L.pixel_auc([1 - m for m in perfect], gt) == 0.0
     assert 0.3 <= L.best_threshold(perfect, gt) < 0.8
-    m = L.localization_metrics(perfect + [np.full((2, 2), 0.6)], gt + [np.zeros((2, 2))], [1, 1, 0], None, 0.5)
+    maps = perfect + [np.full((2, 2), 0.6), np.zeros((2, 2))]
+    gts = gt + [np.zeros((2, 2)), np.zeros((2, 2))]  # a real face, and a fake whose target is empty
+    m = L.localization_metrics(maps, gts, [1, 1, 0, 1], None, 0.5)
     assert m["iou"] == 1.0 and m["dice"] == 1.0 and m["fp_area_real"] == 1.0
-    base = L.constant_baselines(gt, [1, 1])
+    assert m["n_fake"] == 2 and m["n_fake_empty_target"] == 1  # the empty one does not inflate IoU
+    base = L.constant_baselines(gts, [1, 1, 0, 1])
     assert base["all_ones_iou"] == 0.25 and base["all_zeros_iou"] == 0.0
 
 
