@@ -27,7 +27,7 @@ def main():
     device = dc.resolve_device(args.device)
     course = dc.Course("bench", True, "benchmark", device, 0, "", dc.setup_offline(), dc.project_root())
     rows = read_index(dc.ensure_demo(course), split="train")[: args.n]
-    clip, tok, note = cp.load_clip(args.model, "openai")
+    clip, tok, weights = cp.load_clip(args.model, "openai")
     text = cp.text_embeddings(clip, tok, device=device)
     cfg = TrainConfig(num_epochs=1, batch_size=32, lr=1e-3, patience=99, device=device)
     y = torch.tensor([float(r["label"]) for r in rows])
@@ -47,7 +47,7 @@ def main():
         t0 = time.perf_counter()
         fit(head, fds, fds, TrainConfig(**{**cfg.__dict__, "device": "cpu"}), f"{tmp}/cached", loss_fn=cp.head_loss)
         t_cached = time.perf_counter() - t0
-    print(f"{args.model} ({note}), {len(rows)} faces, device={device}; one epoch = train pass + val pass")
+    print(f"{args.model} ({weights.note}), {len(rows)} faces, device={device}; one epoch = train pass + val pass")
     print(f"  epoch re-encoding every image : {t_uncached:8.2f} s")
     print(f"  filling the cache (once)      : {t_fill:8.2f} s")
     print(f"  epoch on cached features      : {t_cached:8.3f} s")

@@ -8,12 +8,14 @@
   the target layer's parameters are switched on for the call, and it never runs under
   ``torch.no_grad``.
 
-Used in notebooks 02, 04 and 05, and by ``predict --heatmap``.
+Scores of maps against masks (pointing game, energy in mask) are in :mod:`dfcourse.metrics`.
+Used in notebooks 02, 03, 04 and 05, and by ``predict --heatmap``.
 """
 from __future__ import annotations
 
 import contextlib
 
+import cv2
 import numpy as np
 import torch
 from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, XGradCAM
@@ -58,45 +60,28 @@ def gradients_on(module: torch.nn.Module):
 
 
 def compute_cams(net, x, method: str = "gradcam", target_layer=None, reshape_transform=None,
-                 target: int = 1, batch_size: int = 32) -> np.ndarray:
-    """Maps in [0, 1], shape ``(B, H, W)`` at the input size, for the *fake* logit
-    (``target=1``) or the *real* side (``target=0``) of a one-logit detector."""
+                 target: int = 1, batch_size: int = 32, size: int | None = None) -> np.ndarray:
+    """Maps in [0, 1], shape ``(B, H, W)`` at the input size (or ``size`` x ``size``), for
+    the *fake* logit (``target=1``) or the *real* side (``target=0``) of a one-logit
+    detector. ``x``: a tensor (B, 3, H, W), or a dataset whose items start with one image;
+    either is processed ``batch_size`` images at a time."""
     if method not in METHODS:
         raise ValueError(f"unknown CAM method {method!r}; choose from {sorted(METHODS)}")
     layer = target_layer if target_layer is not None else net.cam_target
     reshape_transform = reshape_transform or getattr(net, "cam_reshape", None)
     net.eval()
     device = next(net.parameters()).device
-    x = x.to(device)
-    kwargs = {"reshape_transform": reshape_transform}
-    with gradients_on(layer), METHODS[method](model=net, target_layers=[layer], **kwargs) as cam:
+    out = []
+    with gradients_on(layer), METHODS[method](model=net, target_layers=[layer],
+                                              reshape_transform=reshape_transform) as cam:
         if method == "scorecam":
             cam.batch_size = batch_size
-        maps = cam(input_tensor=x, targets=[BinaryClassifierOutputTarget(target)] * len(x))
-    return np.nan_to_num(np.asarray(maps, dtype=np.float32))
-
-
-# ------------------------------------------------------------ how well a map points at the mask
-def pointing_game(cam, mask) -> bool:
-    """Is the map's maximum inside the (binary) ground-truth mask?"""
-    cam, mask = np.asarray(cam), np.asarray(mask) > 0.5
-    return bool(mask.flat[int(np.argmax(cam))])
-
-
-def energy_in_mask(cam, mask) -> float:
-    """Fraction of the map's total (non-negative) energy that falls inside the mask."""
-    cam = np.clip(np.asarray(cam, dtype=np.float64), 0, None)
-    total = cam.sum()
-    return float((cam * (np.asarray(mask) > 0.5)).sum() / total) if total > 0 else 0.0
-
-
-def cam_scores(cams, masks, threshold: float = 0.5) -> dict:
-    """Mean pointing game, energy-in-mask and IoU (map > threshold) over fakes with a
-    non-empty mask."""
-    from .localization import iou
-
-    pairs = [(c, m) for c, m in zip(cams, masks) if (np.asarray(m) > 0.5).any()]
-    return {"pointing_game": float(np.mean([pointing_game(c, m) for c, m in pairs])),
-            "energy_in_mask": float(np.mean([energy_in_mask(c, m) for c, m in pairs])),
-            "iou": float(np.mean([iou(np.asarray(c) > threshold, np.asarray(m) > 0.5) for c, m in pairs])),
-            "n": len(pairs)}
+        for s in range(0, len(x), batch_size):
+            xb = x[s:s + batch_size] if torch.is_tensor(x) else torch.stack(
+                [x[i][0] for i in range(s, min(s + batch_size, len(x)))])
+            xb = xb.to(device)
+            maps = cam(input_tensor=xb, targets=[BinaryClassifierOutputTarget(target)] * len(xb))
+            out += [cv2.resize(m, (size, size)) if size else m for m in np.asarray(maps, dtype=np.float32)]
+    if not out:
+        return np.zeros((0, size or 0, size or 0), np.float32)
+    return np.nan_to_num(np.stack(out).astype(np.float32))

@@ -5,26 +5,30 @@ Heads (``kind``): ``zeroshot`` (prompts only, nothing trained), ``linear`` (a li
 ``adapter`` (adapter + linear), ``adapter+prompt`` (adapter, then cosine similarity with
 the prompt embeddings, learned temperature and bias). Frozen image features are cached on
 disk (``FeatureCache``) so heads train for many epochs without re-encoding.
-Used in notebooks/03_clip_peft.ipynb, and by 04 (patch tokens) and 05 (CAMs).
+OpenAI's CLIP weights were trained with QuickGELU: the model is built with the activation
+its weights' tag says (open_clip's pretrained config), wherever the weights come from.
+Used in notebooks 03, 04 (patch tokens) and 05 (CAMs).
 """
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import os
 from pathlib import Path
 
 import numpy as np
+import open_clip
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from .cam import vit_grid, vit_reshape_transform
+from .course import setup_offline
+from .datasets import load_face, to_tensor
 from .io import atomic_path
+from .models import CLIP_MEAN, CLIP_STD, Normalize, Weights
+from .runs import fingerprint, tensors_fingerprint
 
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 PROMPTS = ("a photo of a real human face", "a photo of a fake deepfake face")
 
 
@@ -41,40 +45,67 @@ def find_clip_weights(model_name: str, pretrained: str, path=None) -> Path | Non
     return None
 
 
+def pretrained_config(model_name: str, pretrained: str) -> dict:
+    """open_clip's config of a weights tag (where it is hosted, ``quick_gelu``); ``{}`` for
+    a tag open_clip does not know for this model."""
+    return open_clip.get_pretrained_cfg(model_name, pretrained) if pretrained else {}
+
+
+def _weights_reachable(cfg: dict) -> bool:
+    """Online, or the tag's file already in the Hugging Face / open_clip cache."""
+    if os.environ.get("HF_HUB_OFFLINE") != "1":
+        return True
+    if cfg.get("hf_hub"):
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, filename = os.path.split(cfg["hf_hub"])  # 'org/model/' or 'org/model/file.bin'
+        names = [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]
+        if any(isinstance(try_to_load_from_cache(repo, n), str) for n in names):
+            return True
+    url = cfg.get("url", "")
+    return bool(url) and (Path.home() / ".cache" / "clip" / os.path.basename(url)).is_file()
+
+
 def load_clip(model_name: str = "ViT-B-32", pretrained: str = "openai", weights=None):
-    """``(model, tokenizer, note)``. Weights from ``weights``, ``$DFCOURSE_WEIGHTS_DIR``
+    """``(model, tokenizer, Weights)``. Weights from ``weights``, ``$DFCOURSE_WEIGHTS_DIR``
     (``ViT-B-32-openai.bin``), the open_clip/HF cache or the hub; else random init, said
-    in ``note``. Never waits on an absent network (``HF_HUB_OFFLINE=1`` is set then)."""
-    import logging
-
-    import open_clip
-
-    from .course import setup_offline
-
+    in the record's note. Never waits on an absent network (``HF_HUB_OFFLINE=1`` is set
+    then). A weights file that is there but does not load is an error naming it."""
     setup_offline()
     tokenizer = open_clip.get_tokenizer(model_name)
+    cfg = pretrained_config(model_name, pretrained)
+    quick_gelu = bool(cfg.get("quick_gelu", pretrained == "openai"))  # OpenAI's CLIPs all use QuickGELU
     path = find_clip_weights(model_name, pretrained, weights)
     if path is not None:
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such CLIP weights file")
-        model = open_clip.create_model(model_name, pretrained=str(path))
-        return model.eval(), tokenizer, f"{model_name}: pretrained weights loaded from {path}"
-    log = logging.getLogger()
-    level = log.level
-    log.setLevel(logging.CRITICAL)  # open_clip logs a long download error offline; we say it in one line
-    try:
-        if pretrained:
-            try:
-                model = open_clip.create_model(model_name, pretrained=pretrained)
-                return model.eval(), tokenizer, f"{model_name}: pretrained '{pretrained}' weights loaded"
-            except Exception:  # no cache, no network
-                pass
-        model = open_clip.create_model(model_name, pretrained=None)
-    finally:
-        log.setLevel(level)
-    return model.eval(), tokenizer, (
-        f"{model_name}: pretrained '{pretrained}' weights not found (cache, $DFCOURSE_WEIGHTS_DIR, "
-        "network): using RANDOM init")
+        try:
+            model = open_clip.create_model(model_name, pretrained=str(path), force_quick_gelu=quick_gelu)
+        except Exception as e:
+            raise ValueError(f"{path}: cannot load these weights into {model_name} ({e.__class__.__name__}: "
+                             f"{str(e)[:200]}). Is it a complete {model_name} '{pretrained}' file? Delete it or "
+                             "download it again.") from e
+        return model.eval(), tokenizer, Weights(True, str(path), f"{model_name}: pretrained weights loaded "
+                                                f"from {path} (quick_gelu={quick_gelu})")
+    if pretrained and not cfg:
+        raise ValueError(f"{model_name}: open_clip knows no pretrained tag {pretrained!r}; it knows "
+                         f"{open_clip.list_pretrained_tags_by_model(model_name)}. Or put a weights file named "
+                         f"{model_name}-{pretrained}.bin in $DFCOURSE_WEIGHTS_DIR.")
+    if pretrained and _weights_reachable(cfg):
+        model = open_clip.create_model(model_name, pretrained=pretrained, force_quick_gelu=quick_gelu)
+        return model.eval(), tokenizer, Weights(True, f"open_clip:{pretrained}", f"{model_name}: pretrained "
+                                                f"'{pretrained}' weights loaded (quick_gelu={quick_gelu})")
+    with torch.random.fork_rng():  # the same random CLIP in every notebook, so a head trained on it fits
+        torch.manual_seed(0)
+        model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=quick_gelu)
+    why = (f"pretrained '{pretrained}' weights not found: not in $DFCOURSE_WEIGHTS_DIR or the cache, and no "
+           "network" if pretrained else "pretrained=''")
+    return model.eval(), tokenizer, Weights(False, "", f"{model_name}: random init, seed 0 ({why})")
+
+
+def uses_quick_gelu(model) -> bool:
+    """Does the built CLIP use QuickGELU in its MLPs (what OpenAI's weights need)?"""
+    return any(type(m).__name__ == "QuickGELU" for m in model.modules())
 
 
 class Adapter(nn.Module):
@@ -100,7 +131,7 @@ class ClipHead(nn.Module):
         super().__init__()
         if kind not in self.KINDS:
             raise ValueError(f"kind must be one of {self.KINDS}, not {kind!r}")
-        self.kind = kind
+        self.kind, self.dim, self.hidden = kind, dim, hidden
         self.register_buffer("text", nn.functional.normalize(text.float(), dim=-1))
         self.adapter = Adapter(dim, hidden) if kind.startswith("adapter") else None
         self.linear = nn.Linear(dim, 1) if kind in ("linear", "adapter") else None
@@ -129,8 +160,7 @@ class ClipDetector(nn.Module):
         self.clip, self.head = clip, head
         for p in self.clip.parameters():
             p.requires_grad = False
-        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1))
+        self.normalize = Normalize(CLIP_MEAN, CLIP_STD)
         size = self.clip.visual.image_size
         self.input_size = size[0] if isinstance(size, (tuple, list)) else size
         patch = self.clip.visual.patch_size
@@ -138,7 +168,7 @@ class ClipDetector(nn.Module):
         self.regime = "frozen"
 
     def forward_features(self, x):
-        return nn.functional.normalize(self.clip.encode_image((x - self.mean) / self.std).float(), dim=-1)
+        return nn.functional.normalize(self.clip.encode_image(self.normalize(x)).float(), dim=-1)
 
     def forward_head(self, f):
         return self.head(f)
@@ -168,19 +198,10 @@ def text_embeddings(clip, tokenizer, prompts=PROMPTS, device="cpu") -> torch.Ten
     return nn.functional.normalize(clip.encode_text(tokenizer(list(prompts)).to(device)).float(), dim=-1).cpu()
 
 
-def count_params(module) -> tuple[int, int]:
-    total = sum(p.numel() for p in module.parameters())
-    return sum(p.numel() for p in module.parameters() if p.requires_grad), total
-
-
 def weights_fingerprint(clip) -> str:
     """A short hash of the image encoder's weights (tells random inits and checkpoints apart)."""
-    h = hashlib.sha1()
-    for name, p in sorted(clip.visual.state_dict().items()):
-        if name.endswith(("conv1.weight", "class_embedding", "proj", "ln_post.weight")):
-            h.update(name.encode())
-            h.update(p.detach().cpu().float().numpy().tobytes())
-    return h.hexdigest()[:16]
+    return tensors_fingerprint({k: v for k, v in clip.visual.state_dict().items()
+                                if k.endswith(("conv1.weight", "class_embedding", "proj", "ln_post.weight"))})
 
 
 class FeatureCache:
@@ -189,8 +210,7 @@ class FeatureCache:
     so a stale feature is never served."""
 
     def __init__(self, folder, model_name: str, weights_tag: str, preprocess: dict):
-        key = json.dumps({"model": model_name, "weights": weights_tag, "preprocess": preprocess}, sort_keys=True)
-        self.key = hashlib.sha1(key.encode()).hexdigest()[:16]
+        self.key = fingerprint({"model": model_name, "weights": weights_tag, "preprocess": preprocess}, 16)
         self.path = Path(folder) / f"features_{self.key}.pt"
         self.store: dict[str, torch.Tensor] = {}
         if self.path.is_file():
@@ -211,8 +231,6 @@ def encode_rows(net: ClipDetector, rows, cache: FeatureCache | None = None, batc
     """Normalised image features (N, dim) for index rows: from ``cache`` where present,
     encoded (and added to the cache) otherwise. No augmentation: a cached feature is the
     feature of the unchanged image."""
-    from .datasets import load_face, to_tensor
-
     keys = [FeatureCache.content_key(r["path"]) for r in rows]
     todo = [i for i, k in enumerate(keys) if cache is None or k not in cache.store]
     if cache is not None:
@@ -250,54 +268,3 @@ def head_probs(head, features, batch_size: int = 256) -> np.ndarray:
     head.eval()
     return torch.cat([torch.sigmoid(head(features[i:i + batch_size]).float()[:, 0])
                       for i in range(0, len(features), batch_size)]).numpy()
-
-
-def save_head(path, head: ClipHead, **meta) -> Path:
-    """Atomically save a trained head (the frozen CLIP is not saved: it is re-loaded)."""
-    with atomic_path(path) as tmp:
-        torch.save({"format": "dfcourse-clip-head", "kind": head.kind, "state_dict": head.state_dict(),
-                    "meta": meta}, tmp)
-    return Path(path)
-
-
-def load_head(path, text: torch.Tensor, hidden: int = 64) -> ClipHead:
-    from .models import read_checkpoint
-
-    ckpt = read_checkpoint(path, "dfcourse-clip-head", "Run notebooks/03_clip_peft.ipynb first.")
-    head = ClipHead(ckpt["kind"], text.shape[1], text, hidden)
-    head.load_state_dict(ckpt["state_dict"])
-    head.meta = ckpt["meta"]
-    return head
-
-
-def load_or_train_clip(course, train_rows, val_rows, model_name="ViT-B-32", pretrained="openai",
-                       kind="adapter+prompt", epochs: int = 30):
-    """The notebook-03 CLIP detector: its saved head when notebook 03 ran in this mode with
-    the same weights, else a head trained here on cached features. Returns ``(net, note)``."""
-    from torch.utils.data import TensorDataset
-
-    from .train import TrainConfig, fit
-
-    clip, tok, note = load_clip(model_name, pretrained)
-    text = text_embeddings(clip, tok, PROMPTS, course.device)
-    path = course.root / "runs" / "checkpoints" / "clip_head_latest.pt"
-    tag = weights_fingerprint(clip)
-    if path.is_file():
-        head = load_head(path, text)
-        if head.meta.get("mode") == course.mode and head.meta.get("weights") == tag:
-            print(f"notebook-03 CLIP head loaded from {path} ({head.kind})")
-            return ClipDetector(clip, head).to(course.device), note
-    print(f"no notebook-03 CLIP head for these weights at {path}: training a {kind} head now")
-    net = ClipDetector(clip, ClipHead(kind, text.shape[1], text)).to(course.device)
-    cache = make_cache(course.data / "feature_cache", net, model_name)
-    data = {}
-    for name, rows in (("train", train_rows), ("val", val_rows)):
-        f = encode_rows(net, rows, cache, device=course.device)
-        y = torch.tensor([float(r["label"]) for r in rows])
-        data[name] = TensorDataset(f, y, torch.arange(len(y)))
-    cfg = TrainConfig(num_epochs=epochs, batch_size=64, lr=1e-3, schedule="cosine", grad_clip=1.0,
-                      patience=8, seed=course.seed, log_every=10)
-    fit(net.head, data["train"], data["val"], cfg, course.runs / "05_gradcam_analysis" / "clip_head",
-        loss_fn=head_loss, name=f"CLIP {kind}")
-    save_head(path, net.head, mode=course.mode, weights=tag, model=model_name)
-    return net.to(course.device), note

@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .demo import build_demo
+from .ffpp import prepare_ffpp, prepare_folder
+
 
 def project_root() -> Path:
     """The course folder: ``$DFCOURSE_HOME``, else the checkout this package lives in,
@@ -141,8 +144,6 @@ def start(notebook: str, data_root: str = "", quick=None, seed: int = 0, device:
 
 def ensure_demo(course: Course) -> Path:
     """The embedded demo dataset's index, built on first use (about 20 s on a laptop CPU)."""
-    from .demo import build_demo
-
     index = course.data / "demo" / "index.csv"
     if not index.is_file():
         print(f"Building the demo dataset in {index.parent} (first run only) ...")
@@ -163,8 +164,6 @@ def ensure_index(course: Course, num_frames: int = 32, size: int = 224) -> Path:
     index = out / "index.csv"
     if index.is_file():
         return index
-    from .ffpp import prepare_ffpp, prepare_folder
-
     print(f"Preparing {root} into {out} (resumable; re-run to continue) ...")
     if layout == "ffpp":
         return prepare_ffpp(root, out, num_frames=num_frames, size=size, device=course.device)

@@ -15,6 +15,7 @@ from PIL import Image, ImageFilter
 from torch.utils.data import Dataset
 
 from .io import read_image
+from .runs import rows_fingerprint
 
 
 def jpeg(img: Image.Image, quality: int) -> Image.Image:
@@ -60,6 +61,11 @@ class FaceDataset(Dataset):
 
     def __len__(self):
         return len(self.rows)
+
+    def identity(self) -> dict:
+        """What a run trained on this dataset depends on (see :mod:`dfcourse.runs`)."""
+        return {"class": "FaceDataset", "rows": rows_fingerprint(self.rows), "n": len(self.rows),
+                "size": self.size, "augment": self.train, "seed": self.seed}
 
     def __getitem__(self, i):
         r = self.rows[i]

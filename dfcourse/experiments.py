@@ -1,8 +1,7 @@
 """One detector experiment end to end: build, train, pick the best epoch on validation,
-score val and test, save artifacts. Also the notebook-02 baseline that later notebooks
-load (or train, when notebook 02 has not been run).
+score val and test, save artifacts; and the comparison table of notebook 02.
 
-Used in notebooks/02_resnet_baseline.ipynb; the baseline also in 03, 04 and 05.
+Used in notebooks 02, 03 and 04.
 """
 from __future__ import annotations
 
@@ -12,7 +11,7 @@ import numpy as np
 
 from .datasets import FaceDataset
 from .metrics import evaluate, save_run_artifacts, summary_line
-from .models import build_detector, load_checkpoint, save_checkpoint
+from .models import build_detector, count_params
 from .train import TrainConfig, fit, predict_probs
 
 
@@ -30,69 +29,39 @@ def balance(rows, seed: int = 0, max_per_class=None) -> list[dict]:
     return out
 
 
-def count_params(net) -> tuple[int, int]:
-    """(trainable, total) parameter counts."""
-    total = sum(p.numel() for p in net.parameters())
-    return sum(p.numel() for p in net.parameters() if p.requires_grad), total
-
-
-def run_detector(name, arch, regime, splits, cfg: TrainConfig, size: int, run_dir, pretrained=True,
-                 figures_dir=None, figure_prefix="") -> dict:
+def run_detector(name, arch, regime, splits, cfg: TrainConfig, size: int, run_root, pretrained=True,
+                 figures_dir=None, figure_prefix="", fresh: bool = False) -> dict:
     """Train one detector on ``splits["train"]``, select on ``splits["val"]``, report
-    val and test at frame and video level. Returns a result dict (net included)."""
+    val and test at frame and video level. The run folder is ``run_root/<identity>``
+    (a finished run of the same settings and data is reloaded). Returns a result dict
+    (net included)."""
     net = build_detector(arch, pretrained=pretrained).set_regime(regime)
     trainable, total = count_params(net)
     datasets = {s: FaceDataset(rows, size, train=(s == "train"), seed=cfg.seed) for s, rows in splits.items()}
-    res = fit(net, datasets["train"], datasets["val"], cfg, run_dir, name=name)
-    out = {"name": name, "arch": arch, "regime": regime, "pretrained": net.pretrained,
-           "pretrained_note": net.pretrained_note, "trainable": trainable, "total": total,
-           "history": res["history"], "best_epoch": res["best_epoch"], "net": net, "size": size}
+    res = fit(net, datasets["train"], datasets["val"], cfg, run_root, name=name, fresh=fresh)
+    out = {"name": name, "arch": arch, "regime": regime, "pretrained": net.pretrained, "weights": net.weights,
+           "trainable": trainable, "total": total, "history": res["history"], "best_epoch": res["best_epoch"],
+           "net": net, "size": size, "run_dir": res["run_dir"], "reloaded": res["reloaded"]}
     for split in ("val", "test"):
         probs = predict_probs(net, datasets[split], cfg.batch_size, cfg.device)
         out[f"{split}_probs"], out[split] = probs, evaluate(splits[split], probs)
         print(summary_line(name, out[split], split))
-    save_run_artifacts(Path(run_dir) / "test", splits["test"], out["test_probs"], out["test"],
+    save_run_artifacts(res["run_dir"] / "test", splits["test"], out["test_probs"], out["test"],
                        f"{name} (test)", res["history"], figures_dir, figure_prefix)
     return out
 
 
 def results_table(results) -> tuple[list, list]:
     """Header and rows for the comparison table; every number says its split and level."""
-    header = ["model", "regime", "weights", "trainable", "best ep", "val AUC (frame)",
+    header = ["model", "regime", "weights", "trainable", "best ep", "run", "val AUC (frame)",
               "test AUC (frame)", "test EER", "test AP", "test acc", "test F1", "test AUC (video)"]
     rows = []
     for r in results:
         t = r["test"]["frame"]
         rows.append([r["name"], r["regime"], "pretrained" if r["pretrained"] else "random init",
                      f"{r['trainable']:,} ({100 * r['trainable'] / r['total']:.1f}%)", r["best_epoch"],
+                     f"{'reloaded' if r.get('reloaded') else 'trained'} {Path(r['run_dir']).name}",
                      f"{r['val']['frame']['auc']:.3f}", f"{t['auc']:.3f}", f"{t['eer']:.3f}", f"{t['ap']:.3f}",
                      f"{t['acc']:.3f}", f"{t['f1']:.3f}",
                      f"{r['test']['video']['auc']:.3f}" if "video" in r["test"] else "-"])
     return header, rows
-
-
-def baseline_path(course) -> Path:
-    return course.root / "runs" / "checkpoints" / "detector_latest.pt"
-
-
-def save_baseline(course, result) -> Path:
-    """Save the chosen detector where ``predict`` and notebooks 03-05 find it."""
-    return save_checkpoint(baseline_path(course), result["net"], size=result["size"], name=result["name"],
-                           mode=course.mode, val_auc=result["val"]["frame"]["auc"])
-
-
-def load_or_train_baseline(course, splits, size: int, cfg: TrainConfig):
-    """The notebook-02 detector: loaded when notebook 02 saved one in this mode, else
-    a ResNet18 fine-tuned here with the same engine (so each notebook also runs alone)."""
-    path = baseline_path(course)
-    if path.is_file():
-        net = load_checkpoint(path, course.device)
-        if net.meta.get("mode") == course.mode:
-            print(f"notebook-02 detector loaded from {path} ({net.meta.get('name')}, "
-                  f"{'pretrained' if net.pretrained else 'random init'})")
-            return net, net.meta.get("size", size)
-    print(f"no notebook-02 detector for {course.mode} mode at {path}: training a ResNet18 baseline now")
-    res = run_detector("resnet18-full", "resnet18", "full", splits, cfg, size,
-                       course.runs / "02_resnet_baseline" / "resnet18-full")
-    save_baseline(course, res)
-    return res["net"], size

@@ -4,8 +4,9 @@ The target for a fake is where it differs from its aligned real source:
 ``|fake - source|`` in grey, lightly blurred, thresholded (compression makes residuals
 non-zero everywhere, hence the threshold). Real faces have all-zero maps. A model predicts
 an image-level logit and a one-channel map at input resolution; the loss is BCE for the
-label plus (BCE + Dice) for the map.
-Used in notebooks/04_residual_localization.ipynb and 05; ``predict --localize``.
+label plus (BCE + Dice) for the map. Its metrics (IoU, Dice, pixel AUC) live in
+:mod:`dfcourse.metrics`.
+Used in notebooks 04 and 05; ``predict --localize``.
 """
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
-from sklearn.metrics import roc_auc_score
 from torch import nn
 from torch.nn import functional as F
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from .datasets import load_face, to_tensor
 from .io import read_image
+from .models import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Normalize, Weights, build_detector
+from .runs import rows_fingerprint
+from .viz import overlay
 
 
 def residual_target(fake, source, threshold: float = 0.05, blur_sigma: float = 1.0) -> np.ndarray:
@@ -62,6 +65,12 @@ class LocalizationDataset(Dataset):
     def __len__(self):
         return len(self.rows)
 
+    def identity(self) -> dict:
+        """What a run trained on this dataset depends on (see :mod:`dfcourse.runs`)."""
+        return {"class": "LocalizationDataset", "rows": rows_fingerprint(self.rows), "n": len(self.rows),
+                "size": self.size, "target": self.target, "threshold": self.threshold, "blur": self.blur,
+                "augment": self.train, "seed": self.seed}
+
     def map(self, i) -> np.ndarray:
         if i not in self._maps:
             self._maps[i] = load_map(self.rows[i], self.size, self.target, self.threshold, self.blur)
@@ -80,24 +89,26 @@ class ResNetLocalizer(nn.Module):
     input resolution, and an image-level logit from the pooled last stage.
     ``forward(x) -> (logit (B, 1), map logits (B, 1, H, W))``."""
 
-    def __init__(self, pretrained: bool = True, width: int = 64):
+    def __init__(self, pretrained: bool = True, width: int = 64, weights=None):
         super().__init__()
-        from .models import IMAGENET_MEAN, IMAGENET_STD, build_detector
-
-        det = build_detector("resnet18", pretrained=pretrained, verbose=pretrained)
-        self.pretrained, self.pretrained_note = det.pretrained, det.pretrained_note
+        det = build_detector("resnet18", pretrained=pretrained, weights=weights, verbose=pretrained)
+        self.weights = det.weights
         self.encoder = det.backbone
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
+        self.width = width
         self.lateral = nn.ModuleList([nn.Conv2d(c, width, 1) for c in (64, 128, 256, 512)])
         self.smooth = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
         self.out = nn.Conv2d(width, 1, 1)
         self.cls = nn.Linear(512, 1)
         self.kind = "resnet18"
 
+    @property
+    def pretrained(self) -> bool:
+        return self.weights.loaded
+
     def forward(self, x):
         e = self.encoder
-        h = (x - self.mean) / self.std
+        h = self.normalize(x)
         h = e.maxpool(e.relu(e.bn1(e.conv1(h))))
         feats = []
         for layer in (e.layer1, e.layer2, e.layer3, e.layer4):
@@ -116,17 +127,15 @@ class ClipLocalizer(nn.Module):
     """CLIP ViT patch tokens (frozen, notebook 03) -> a 7x7 grid -> a light conv decoder
     upsampled to input resolution; the image logit from the pooled embedding."""
 
-    def __init__(self, clip, width: int = 128):
+    def __init__(self, clip, width: int = 128, weights: Weights | None = None):
         super().__init__()
-        from .clip_peft import CLIP_MEAN, CLIP_STD
-
+        self.weights = weights or Weights.random("CLIP")
         self.clip = clip
         for p in clip.parameters():
             p.requires_grad = False
         clip.visual.output_tokens = True
         dim = clip.visual.transformer.width if hasattr(clip.visual.transformer, "width") else 768
-        self.register_buffer("mean", torch.tensor(CLIP_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(CLIP_STD).view(1, 3, 1, 1))
+        self.normalize = Normalize(CLIP_MEAN, CLIP_STD)
         self.decoder = nn.Sequential(nn.Conv2d(dim, width, 1), nn.ReLU(inplace=True),
                                      nn.Conv2d(width, width, 3, padding=1), nn.ReLU(inplace=True),
                                      nn.Conv2d(width, 1, 1))
@@ -136,6 +145,10 @@ class ClipLocalizer(nn.Module):
         self.input_size = size[0] if isinstance(size, (tuple, list)) else size
         self.kind, self.regime = "clip", "frozen"
 
+    @property
+    def pretrained(self) -> bool:
+        return self.weights.loaded
+
     def train(self, mode: bool = True):
         super().train(mode)
         self.clip.eval()
@@ -143,7 +156,7 @@ class ClipLocalizer(nn.Module):
 
     def forward(self, x):
         with torch.no_grad():
-            pooled, tokens = self.clip.visual((x - self.mean) / self.std)
+            pooled, tokens = self.clip.visual(self.normalize(x))
         n = tokens.shape[1]
         g = int(round(n ** 0.5))
         grid = tokens.float().reshape(len(x), g, g, -1).permute(0, 3, 1, 2)
@@ -171,14 +184,13 @@ def make_loss(map_weight: float = 1.0):
         if fake.any():
             map_loss = map_loss + dice_loss(map_logits[fake].float(), m[fake].float())
         return loss + map_weight * map_loss, logit
+    loss_fn.spec = {"name": "bce+map(bce+dice)", "map_weight": float(map_weight)}
     return loss_fn
 
 
 @torch.no_grad()
 def predict_maps(net, dataset, batch_size: int = 32, device="cpu"):
     """``(p_fake (N,), maps (N, H, W) in [0, 1])`` for a :class:`LocalizationDataset`."""
-    from torch.utils.data import DataLoader
-
     net.eval().to(device)
     probs, maps = [], []
     for batch in DataLoader(dataset, batch_size=batch_size):
@@ -188,76 +200,8 @@ def predict_maps(net, dataset, batch_size: int = 32, device="cpu"):
     return torch.cat(probs).numpy(), torch.cat(maps).numpy()
 
 
-# ---------------------------------------------------------------- metrics
-def iou(pred, gt) -> float:
-    """IoU of two binary maps; 1.0 when both are empty."""
-    pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
-    union = (pred | gt).sum()
-    return float((pred & gt).sum() / union) if union else 1.0
-
-
-def dice(pred, gt) -> float:
-    """Dice = F1 of two binary maps; 1.0 when both are empty."""
-    pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
-    s = pred.sum() + gt.sum()
-    return float(2 * (pred & gt).sum() / s) if s else 1.0
-
-
-def pixel_auc(maps, gts, max_pixels: int = 2_000_000, seed: int = 0) -> float:
-    """ROC AUC over all pixels of the given maps (subsampled beyond ``max_pixels``)."""
-    s, t = np.concatenate([m.ravel() for m in maps]), np.concatenate([g.ravel() for g in gts]).astype(int)
-    if len(s) > max_pixels:
-        idx = np.random.default_rng(seed).choice(len(s), max_pixels, replace=False)
-        s, t = s[idx], t[idx]
-    return float(roc_auc_score(t, s)) if 0 < t.sum() < len(t) else float("nan")
-
-
-def _fakes_with_target(maps, gts, labels=None):
-    """(map, binary gt) pairs of fakes whose target is not empty: a fake with nothing to
-    localize (the change vanished under the threshold) cannot score IoU either way."""
-    labels = [1] * len(maps) if labels is None else labels
-    return [(m, g > 0.5) for m, g, y in zip(maps, gts, labels) if int(y) == 1 and (g > 0.5).any()]
-
-
-def best_threshold(maps, gts, candidates=np.linspace(0.05, 0.95, 19)) -> float:
-    """The threshold with the highest mean IoU over the given (validation) fakes."""
-    pairs = _fakes_with_target(maps, gts)
-    scores = [np.mean([iou(m > t, g) for m, g in pairs]) for t in candidates]
-    return float(candidates[int(np.argmax(scores))])
-
-
-def localization_metrics(maps, gts, labels, image_scores=None, threshold: float = 0.5) -> dict:
-    """Over fakes with a non-empty target: pixel AUC, mean IoU and Dice (F1) at ``threshold``.
-    Over reals: the false-positive area (mean fraction of pixels above it). Image-level AUC
-    from the map maximum (and from ``image_scores`` if given), over all faces."""
-    labels = np.asarray(labels).astype(int)
-    pairs = _fakes_with_target(maps, gts, labels)
-    rl = np.flatnonzero(labels == 0)
-    nan = float("nan")
-    out = {"threshold": float(threshold), "n_fake": len(pairs), "n_fake_empty_target": int(labels.sum()) - len(pairs),
-           "n_real": int(len(rl)),
-           "pixel_auc": pixel_auc([m for m, _ in pairs], [g for _, g in pairs]) if pairs else nan,
-           "iou": float(np.mean([iou(m > threshold, g) for m, g in pairs])) if pairs else nan,
-           "dice": float(np.mean([dice(m > threshold, g) for m, g in pairs])) if pairs else nan,
-           "fp_area_real": float(np.mean([(maps[i] > threshold).mean() for i in rl])) if len(rl) else nan}
-    if labels.any() and len(rl):
-        out["image_auc_map_max"] = float(roc_auc_score(labels, [float(np.max(m)) for m in maps]))
-        if image_scores is not None:
-            out["image_auc_logit"] = float(roc_auc_score(labels, image_scores))
-    return out
-
-
-def constant_baselines(gts, labels) -> dict:
-    """Mean IoU of an all-ones and an all-zeros map, over fakes with a non-empty target."""
-    pairs = _fakes_with_target(gts, gts, labels)
-    return {"all_ones_iou": float(np.mean([iou(np.ones_like(g), g) for _, g in pairs])),
-            "all_zeros_iou": float(np.mean([iou(np.zeros_like(g), g) for _, g in pairs]))}
-
-
 def localize(net, image, size: int, device="cpu") -> dict:
     """Single-image localization on a face crop (RGB uint8): label, confidence, map, overlay."""
-    from .viz import overlay
-
     face = Image.fromarray(np.asarray(image)).resize((size, size), Image.BILINEAR)
     net.eval().to(device)
     with torch.no_grad():
@@ -266,51 +210,3 @@ def localize(net, image, size: int, device="cpu") -> dict:
     heat = torch.sigmoid(m.float())[0, 0].cpu().numpy()
     return {"label": "FAKE" if p >= 0.5 else "REAL", "prob_fake": p, "map": heat,
             "overlay": overlay(np.asarray(face), heat)}
-
-
-
-def save_localizer(path, net, **meta):
-    """Atomically save a :class:`ResNetLocalizer` (loadable with weights_only=True)."""
-    from pathlib import Path
-
-    from .io import atomic_path
-
-    if net.kind != "resnet18":
-        raise ValueError("only the ResNet18 localizer is saved for predict --localize")
-    with atomic_path(path) as tmp:
-        torch.save({"format": "dfcourse-localizer", "kind": net.kind, "state_dict": net.state_dict(),
-                    "meta": {"pretrained": bool(net.pretrained), **meta}}, tmp)
-    return Path(path)
-
-
-def load_localizer(path, device="cpu"):
-    """Rebuild a localizer saved by :func:`save_localizer`; clear errors for anything else."""
-    from .models import read_checkpoint
-
-    ckpt = read_checkpoint(path, "dfcourse-localizer", "Run notebooks/04_residual_localization.ipynb "
-                           "(or `make course`) first, or pass --localizer PATH.", device)
-    net = ResNetLocalizer(pretrained=False)
-    net.load_state_dict(ckpt["state_dict"])
-    net.meta = ckpt["meta"]
-    return net.to(device).eval()
-
-
-def load_or_train_localizer(course, splits, size: int, cfg, target: str = "residual"):
-    """The notebook-04 localizer when it was saved in this mode, else one trained here."""
-    from .train import fit
-
-    path = course.root / "runs" / "checkpoints" / "localizer_latest.pt"
-    if path.is_file():
-        net = load_localizer(path, course.device)
-        if net.meta.get("mode") == course.mode:
-            print(f"notebook-04 localizer loaded from {path}")
-            return net, net.meta.get("size", size)
-    print(f"no notebook-04 localizer for {course.mode} mode at {path}: training one now")
-    torch.manual_seed(course.seed)
-    net = ResNetLocalizer(pretrained=True)
-    ds = {s: LocalizationDataset(splits[s], size, target, train=(s == "train"), seed=course.seed)
-          for s in ("train", "val")}
-    fit(net, ds["train"], ds["val"], cfg, course.runs / "04_residual_localization" / "resnet18",
-        loss_fn=make_loss(), name="resnet18-localizer")
-    save_localizer(path, net, size=size, mode=course.mode)
-    return net, size

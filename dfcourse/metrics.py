@@ -1,8 +1,11 @@
-"""Detection metrics at frame and video level, and the per-run artifacts.
+"""Metrics: detection at frame and video level, maps against masks, and run artifacts.
 
-scikit-learn computes AUC, AP, F1, accuracy and the confusion matrix; EER is read off
-its ROC curve with linear interpolation where FPR and FNR cross. Every result says its
-level (``frame`` or ``video``). Used in notebooks 02, 03 and 04.
+Detection: scikit-learn computes AUC, AP, F1, accuracy and the confusion matrix; EER is
+read off its ROC curve with linear interpolation where FPR and FNR cross. Every result
+says its level (``frame`` or ``video``).
+Maps (localization and CAMs) against ground-truth masks: IoU and Dice of binary maps,
+pixel AUC, the validation-chosen threshold, pointing game and energy in mask.
+Used in notebooks 03, 04 and 05; notebook 02 reaches it through :mod:`dfcourse.experiments`.
 """
 from __future__ import annotations
 
@@ -11,9 +14,11 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 from sklearn import metrics as skm
 
+from . import viz
 from .io import atomic_path
 
 
@@ -99,10 +104,6 @@ def save_run_artifacts(run_dir, rows, probs, result: dict, title: str, history=N
                        figures_dir=None, prefix: str = "") -> dict:
     """metrics.json, predictions.csv, roc.png, confusion.png (and curves.png with a
     ``history``) in ``run_dir``; figures also copied to ``figures_dir`` as ``prefix_*.png``."""
-    import matplotlib.pyplot as plt
-
-    from . import viz
-
     run_dir = Path(run_dir)
     paths = {"metrics": write_json(run_dir / "metrics.json", result),
              "predictions": write_predictions(run_dir / "predictions.csv", rows, probs)}
@@ -118,3 +119,92 @@ def save_run_artifacts(run_dir, rows, probs, result: dict, title: str, history=N
             viz.save(fig, Path(figures_dir) / f"{prefix}{name}.png")
         plt.close(fig)
     return paths
+
+
+# ------------------------------------------------- maps against ground-truth masks
+def mask_iou(pred, gt) -> float:
+    """IoU of two binary maps; 1.0 when both are empty."""
+    pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
+    union = (pred | gt).sum()
+    return float((pred & gt).sum() / union) if union else 1.0
+
+
+def dice(pred, gt) -> float:
+    """Dice = F1 of two binary maps; 1.0 when both are empty."""
+    pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
+    s = pred.sum() + gt.sum()
+    return float(2 * (pred & gt).sum() / s) if s else 1.0
+
+
+def pixel_auc(maps, gts, max_pixels: int = 2_000_000, seed: int = 0) -> float:
+    """ROC AUC over all pixels of the given maps (subsampled beyond ``max_pixels``)."""
+    s, t = np.concatenate([m.ravel() for m in maps]), np.concatenate([g.ravel() for g in gts]).astype(int)
+    if len(s) > max_pixels:
+        idx = np.random.default_rng(seed).choice(len(s), max_pixels, replace=False)
+        s, t = s[idx], t[idx]
+    return float(skm.roc_auc_score(t, s)) if 0 < t.sum() < len(t) else float("nan")
+
+
+def _fakes_with_target(maps, gts, labels=None):
+    """(map, binary gt) pairs of fakes whose target is not empty: a fake with nothing to
+    localize (the change vanished under the threshold) cannot score IoU either way."""
+    labels = [1] * len(maps) if labels is None else labels
+    return [(m, g > 0.5) for m, g, y in zip(maps, gts, labels) if int(y) == 1 and (g > 0.5).any()]
+
+
+def best_threshold(maps, gts, candidates=np.linspace(0.05, 0.95, 19)) -> float:
+    """The threshold with the highest mean IoU over the given (validation) fakes."""
+    pairs = _fakes_with_target(maps, gts)
+    scores = [np.mean([mask_iou(m > t, g) for m, g in pairs]) for t in candidates]
+    return float(candidates[int(np.argmax(scores))])
+
+
+def localization_metrics(maps, gts, labels, image_scores=None, threshold: float = 0.5) -> dict:
+    """Over fakes with a non-empty target: pixel AUC, mean IoU and Dice (F1) at ``threshold``.
+    Over reals: the false-positive area (mean fraction of pixels above it). Image-level AUC
+    from the map maximum (and from ``image_scores`` if given), over all faces."""
+    labels = np.asarray(labels).astype(int)
+    pairs = _fakes_with_target(maps, gts, labels)
+    rl = np.flatnonzero(labels == 0)
+    nan = float("nan")
+    out = {"threshold": float(threshold), "n_fake": len(pairs), "n_fake_empty_target": int(labels.sum()) - len(pairs),
+           "n_real": int(len(rl)),
+           "pixel_auc": pixel_auc([m for m, _ in pairs], [g for _, g in pairs]) if pairs else nan,
+           "iou": float(np.mean([mask_iou(m > threshold, g) for m, g in pairs])) if pairs else nan,
+           "dice": float(np.mean([dice(m > threshold, g) for m, g in pairs])) if pairs else nan,
+           "fp_area_real": float(np.mean([(maps[i] > threshold).mean() for i in rl])) if len(rl) else nan}
+    if labels.any() and len(rl):
+        out["image_auc_map_max"] = float(skm.roc_auc_score(labels, [float(np.max(m)) for m in maps]))
+        if image_scores is not None:
+            out["image_auc_logit"] = float(skm.roc_auc_score(labels, image_scores))
+    return out
+
+
+def constant_baselines(gts, labels) -> dict:
+    """Mean IoU of an all-ones and an all-zeros map, over fakes with a non-empty target."""
+    pairs = _fakes_with_target(gts, gts, labels)
+    return {"all_ones_iou": float(np.mean([mask_iou(np.ones_like(g), g) for _, g in pairs])),
+            "all_zeros_iou": float(np.mean([mask_iou(np.zeros_like(g), g) for _, g in pairs]))}
+
+
+def pointing_game(cam, mask) -> bool:
+    """Is the map's maximum inside the (binary) ground-truth mask?"""
+    cam, mask = np.asarray(cam), np.asarray(mask) > 0.5
+    return bool(mask.flat[int(np.argmax(cam))])
+
+
+def energy_in_mask(cam, mask) -> float:
+    """Fraction of the map's total (non-negative) energy that falls inside the mask."""
+    cam = np.clip(np.asarray(cam, dtype=np.float64), 0, None)
+    total = cam.sum()
+    return float((cam * (np.asarray(mask) > 0.5)).sum() / total) if total > 0 else 0.0
+
+
+def cam_scores(cams, masks, threshold: float = 0.5) -> dict:
+    """Mean pointing game, energy-in-mask and IoU (map > threshold) over fakes with a
+    non-empty mask."""
+    pairs = [(c, m) for c, m in zip(cams, masks) if (np.asarray(m) > 0.5).any()]
+    return {"pointing_game": float(np.mean([pointing_game(c, m) for c, m in pairs])),
+            "energy_in_mask": float(np.mean([energy_in_mask(c, m) for c, m in pairs])),
+            "iou": float(np.mean([mask_iou(np.asarray(c) > threshold, np.asarray(m) > 0.5) for c, m in pairs])),
+            "n": len(pairs)}

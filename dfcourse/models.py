@@ -4,20 +4,71 @@ waits on a network that is not there.
 
 Weights are looked for, in order: an explicit path; ``$DFCOURSE_WEIGHTS_DIR/<file>``;
 the torch hub cache (``~/.cache/torch/hub/checkpoints/<file>``); the network, only when it
-is reachable. Otherwise the model keeps its random init and one line says so.
-Used in notebooks/02_resnet_baseline.ipynb, 04 and 05, and by ``predict``.
+is reachable. Otherwise the model keeps its random init and one line says so. What
+happened is a :class:`Weights` record (loaded or not, from where), not a sentence to parse.
+Also the input normalisation every model of the course uses (:class:`Normalize`).
+Used in notebooks 03 and 04; every model of the course (and ``predict``) is built on it.
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from .course import network_available
+
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FACENET_MEAN, FACENET_STD = (0.5, 0.5, 0.5), (128 / 255, 128 / 255, 128 / 255)  # (x - 127.5) / 128
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+class Normalize(nn.Module):
+    """``(x - mean) / std`` per channel, for images in [0, 1] of shape (B, 3, H, W)."""
+
+    def __init__(self, mean, std):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, x):
+        return (x - self.mean) / self.std
+
+
+@dataclass(frozen=True)
+class Weights:
+    """Where a model's starting weights came from. ``loaded``: pretrained weights were
+    loaded; ``source``: the file or URL (empty for random init); ``note``: one line for people."""
+
+    loaded: bool
+    source: str
+    note: str
+
+    @classmethod
+    def random(cls, arch: str, why: str = "pretrained=False") -> "Weights":
+        return cls(False, "", f"{arch}: random init ({why})")
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> "Weights":
+        w = meta.get("weights") or {}
+        return cls(bool(w.get("loaded", meta.get("pretrained", False))), str(w.get("source", "")),
+                   str(w.get("note", "")))
+
+    def as_meta(self) -> dict:
+        return asdict(self)
+
+    @property
+    def label(self) -> str:
+        return "pretrained" if self.loaded else "random init"
+
+
+def count_params(net: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in net.parameters())
+    return sum(p.numel() for p in net.parameters() if p.requires_grad), total
 
 
 @dataclass(frozen=True)
@@ -45,31 +96,34 @@ def find_weights(arch: str, path=None) -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
-def load_pretrained(module: nn.Module, arch: str, path=None, allow_download: bool = True) -> str:
+def load_pretrained(module: nn.Module, arch: str, path=None, allow_download: bool = True) -> Weights:
     """Load pretrained weights into ``module`` (keys that do not fit, e.g. a classifier
-    head, are skipped). Returns a one-line description of what happened."""
-    from .course import network_available
-
+    head, are skipped). Returns a :class:`Weights` record of what happened; a file that is
+    there but unreadable or of another model is an error naming it, not a random init."""
     spec = WEIGHTS[arch]
     found = find_weights(arch, path)
     if found is None and path:
         raise FileNotFoundError(f"{path}: no such weights file for {arch}")
     if found is not None:
-        state = torch.load(found, map_location="cpu", weights_only=True)
+        try:
+            state = torch.load(found, map_location="cpu", weights_only=True)
+        except Exception as e:
+            raise ValueError(f"{found}: not a readable weights file for {arch} ({e.__class__.__name__}); "
+                             "delete it or download it again.") from e
         source = str(found)
     elif allow_download and os.environ.get("HF_HUB_OFFLINE") != "1" and network_available(
             spec.url.split("/")[2]):
         state = torch.hub.load_state_dict_from_url(spec.url, map_location="cpu", file_name=spec.filename)
         source = spec.url
     else:
-        return (f"{arch}: pretrained weights not found ({spec.filename} in $DFCOURSE_WEIGHTS_DIR or "
-                f"{Path(torch.hub.get_dir()) / 'checkpoints'}; no network): using RANDOM init")
+        return Weights.random(arch, f"pretrained weights not found: no {spec.filename} in $DFCOURSE_WEIGHTS_DIR "
+                              f"or {Path(torch.hub.get_dir()) / 'checkpoints'}, and no network")
     own = module.state_dict()
     usable = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     if len(usable) < 0.5 * len(own):
         raise ValueError(f"{source}: only {len(usable)}/{len(own)} tensors fit {arch}; wrong weights file?")
     module.load_state_dict(usable, strict=False)
-    return f"{arch}: pretrained weights loaded from {source} ({len(usable)}/{len(own)} tensors)"
+    return Weights(True, source, f"{arch}: pretrained weights loaded from {source} ({len(usable)}/{len(own)} tensors)")
 
 
 class Detector(nn.Module):
@@ -81,12 +135,15 @@ class Detector(nn.Module):
         self.arch, self.num_features = arch, num_features
         self.backbone = backbone
         self.head = nn.Linear(num_features, 1)
-        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
-        self.pretrained_note = ""
+        self.normalize = Normalize(mean, std)
+        self.weights = Weights.random(arch)
+
+    @property
+    def pretrained(self) -> bool:
+        return self.weights.loaded
 
     def forward_features(self, x):
-        return self.backbone((x - self.mean) / self.std)
+        return self.backbone(self.normalize(x))
 
     def forward_head(self, features):
         return self.head(features)
@@ -134,55 +191,7 @@ def build_detector(arch: str = "resnet18", pretrained: bool = True, weights=None
         net = Detector(arch, backbone, 512, FACENET_MEAN, FACENET_STD)
     else:
         raise ValueError(f"unknown arch {arch!r}; choose 'resnet18' or 'inception'")
-    note = f"{arch}: random init (pretrained=False)"
-    if pretrained:
-        note = load_pretrained(backbone, arch, weights)
-    net.pretrained_note = note
-    net.pretrained = pretrained and "RANDOM" not in note
+    net.weights = load_pretrained(backbone, arch, weights) if pretrained else Weights.random(arch)
     if verbose:
-        print(note)
+        print(net.weights.note)
     return net.set_regime("full")
-
-
-def save_checkpoint(path, net: Detector, **meta) -> Path:
-    """Write ``{"arch", "state_dict", "meta"}`` atomically (loadable with weights_only=True)."""
-    from .io import atomic_path
-
-    with atomic_path(path) as tmp:
-        torch.save({"format": "dfcourse-detector", "arch": net.arch, "state_dict": net.state_dict(),
-                    "meta": {"pretrained": bool(getattr(net, "pretrained", False)), **meta}}, tmp)
-    return Path(path)
-
-
-def read_checkpoint(path, fmt: str, how_to_make: str, device="cpu") -> dict:
-    """Load a dfcourse checkpoint dict of format ``fmt`` with ``weights_only=True``; a missing
-    file says ``how_to_make`` one, and a foreign or corrupt file says so, naming it."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no checkpoint. {how_to_make}")
-    try:
-        ckpt = torch.load(path, map_location=device, weights_only=True)
-    except Exception as e:
-        raise ValueError(f"{path}: not a readable PyTorch checkpoint ({e.__class__.__name__}).") from e
-    if not isinstance(ckpt, dict) or ckpt.get("format") != fmt:
-        raise ValueError(f"{path}: not a {fmt} checkpoint. {how_to_make}")
-    return ckpt
-
-
-def load_checkpoint(path, device="cpu", arch=None) -> Detector:
-    """Rebuild a detector from :func:`save_checkpoint`. A checkpoint of another kind or
-    architecture gives a clear error naming the file, not a shape dump."""
-    path = Path(path)
-    ckpt = read_checkpoint(path, "dfcourse-detector", "Run notebooks/02_resnet_baseline.ipynb (or `make course`) "
-                           "to train one, or pass --checkpoint PATH.", device)
-    if arch is not None and ckpt["arch"] != arch:
-        raise ValueError(f"{path}: checkpoint is for arch {ckpt['arch']!r}, not {arch!r}.")
-    net = build_detector(ckpt["arch"], pretrained=False, verbose=False)
-    try:
-        net.load_state_dict(ckpt["state_dict"])
-    except RuntimeError:
-        raise ValueError(f"{path}: weights do not fit a {ckpt['arch']} detector; the checkpoint was "
-                         "saved by a different model definition.") from None
-    net.pretrained = bool(ckpt["meta"].get("pretrained", False))
-    net.meta = ckpt["meta"]
-    return net.to(device).eval()

@@ -12,25 +12,27 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import viz
+from .cam import compute_cams
+from .checkpoints import checkpoint_path, load
+from .course import project_root
 from .datasets import to_tensor
 from .faces import FaceDetector, crop, face_track, square_box
 from .io import IMAGE_EXTS, VIDEO_EXTS, BadInputError, list_files, read_image, save_image
+from .localization import localize
+from .video import read_frames
 
 
 def default_checkpoint() -> Path:
     """Where notebook 02 saves the detector it recommends."""
-    from .course import project_root
-
-    return project_root() / "runs" / "checkpoints" / "detector_latest.pt"
+    return checkpoint_path(project_root(), "detector")
 
 
 class Predictor:
     """A trained detector plus MTCNN. ``predict_image(rgb)`` -> one dict per face."""
 
     def __init__(self, checkpoint=None, device="cpu", net=None, size=None, detector=None, localizer=None):
-        from .models import load_checkpoint
-
-        self.net = net if net is not None else load_checkpoint(checkpoint or default_checkpoint(), device)
+        self.net = net if net is not None else load(checkpoint or default_checkpoint(), "detector", device)
         self.size = size or getattr(self.net, "meta", {}).get("size", 224)
         self.device = device
         self.detector = detector or FaceDetector(device=device)
@@ -51,8 +53,6 @@ class Predictor:
     def heatmaps(self, faces, method="gradcam") -> np.ndarray:
         import cv2
 
-        from .cam import compute_cams
-
         x = torch.stack([to_tensor(cv2.resize(f, (self.size, self.size), interpolation=cv2.INTER_AREA))
                          for f in faces])
         return compute_cams(self.net, x, method)
@@ -68,8 +68,6 @@ class Predictor:
                 "prob_fake": float(p), "face_prob": float(f.prob), "face": c, "heatmap": h}
                for f, c, p, h in zip(faces, crops, probs, cams)]
         if self.localizer is not None:
-            from .localization import localize
-
             for o in out:
                 loc = localize(self.localizer, o["face"], self.localizer.meta.get("size", self.size), self.device)
                 o.update(loc_label=loc["label"], loc_prob_fake=loc["prob_fake"], map=loc["map"],
@@ -78,8 +76,6 @@ class Predictor:
 
     def predict_video(self, path, num_frames: int = 16) -> dict:
         """Per-frame scores of the tracked face and the video-level score (their mean)."""
-        from .video import read_frames
-
         frames = read_frames(path, num_frames)
         track = face_track(self.detector.detect([f for _, f in frames]))
         kept = [(i, crop(f, square_box(t.box), self.size)) for (i, f), t in zip(frames, track) if t is not None]
@@ -100,19 +96,15 @@ def expand_paths(paths) -> list[Path]:
 
 
 def default_localizer() -> Path:
-    return default_checkpoint().parent / "localizer_latest.pt"
+    return checkpoint_path(project_root(), "localizer")
 
 
 def run(paths, checkpoint=None, as_json=False, heatmap_dir=None, device="cpu", num_frames=16,
         localize=False, localizer=None) -> int:
     """The ``predict`` command. Exit code 0 unless nothing could be processed."""
-    from . import viz
-
     loc_net = None
     if localize:
-        from .localization import load_localizer
-
-        loc_net = load_localizer(localizer or default_localizer(), device)
+        loc_net = load(localizer or default_localizer(), "localizer", device)
     predictor = Predictor(checkpoint, device=device, localizer=loc_net)
     files = expand_paths(paths)
     results, ok = [], 0

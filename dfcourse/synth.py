@@ -4,8 +4,8 @@ Each function takes a real image (RGB uint8) and its 5 face landmarks (x, y: eye
 nose, mouth corners) and returns ``(fake, mask)``: ``mask`` is the float blend weight
 in [0, 1], exactly zero wherever ``fake`` equals the input. Sizes come from the
 landmarks, so the same code works on a 128 px crop and on a full video frame.
-Used in notebooks/01_data_prep.ipynb (the embedded demo dataset) and in notebook 04
-(the residual between a fake and its source is the localization target).
+The demo engine (:mod:`dfcourse.demo`, built by notebook 01) forges with these; the
+residual between a fake and its source is notebook 04's localization target.
 """
 from __future__ import annotations
 

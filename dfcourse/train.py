@@ -3,15 +3,19 @@
 AdamW (or Adam), optional cosine schedule and gradient clipping, early stopping on the
 validation loss, best weights chosen on validation only. Seeded: the same seed gives the
 same numbers on a CPU. AMP and channels_last on CUDA. ``tqdm`` progress, a per-epoch log
-line and ``train_log.csv``; ``last.pt`` is written atomically every epoch, so a run that
-is stopped resumes where it was, and a finished run is loaded instead of retrained.
+line and ``train_log.csv``.
+
+Every run lives in a folder named by its identity (:mod:`dfcourse.runs`): the model and
+its initial weights, the configuration, the loss and the data. ``last.pt`` is written
+atomically every epoch, so a stopped run resumes where it was, and a finished run *of
+the same identity* is reloaded instead of retrained; change any setting and it is a new
+run. ``fresh=True`` (or ``DFCOURSE_FRESH=1``) retrains regardless.
 """
 from __future__ import annotations
 
 import csv
 import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -20,6 +24,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .io import atomic_path
+from .runs import fingerprint, run_folder, run_identity
 
 
 @dataclass
@@ -93,13 +98,16 @@ def run_epoch(net, loader, cfg, loss_fn=bce_loss, optimizer=None, scaler=None, d
     return total / max(n, 1), torch.cat(scores).numpy(), torch.cat(labels).numpy()
 
 
-def fit(net, train_ds, val_ds, cfg: TrainConfig, run_dir, loss_fn=bce_loss, name: str = "") -> dict:
+def fit(net, train_ds, val_ds, cfg: TrainConfig, run_root, loss_fn=bce_loss, name: str = "",
+        fresh: bool = False, **settings) -> dict:
     """Train ``net`` in place and leave it holding the best-validation weights.
 
-    Returns ``{"history": [...], "best_epoch", "best_val_loss", "seconds", "resumed"}``.
+    The run folder is ``run_root/<identity fingerprint>``; ``settings`` (e.g. the weights
+    source) join the identity. Returns ``{"history", "best_epoch", "best_val_loss",
+    "seconds", "resumed", "reloaded", "run_dir", "identity"}``.
     """
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    identity = run_identity(net, train_ds, val_ds, cfg, loss_fn, **settings)
+    run_dir = run_folder(run_root, identity, fresh)
     torch.manual_seed(cfg.seed)
     net.to(cfg.device)
     if cfg.channels_last and str(cfg.device).startswith("cuda"):
@@ -111,7 +119,7 @@ def fit(net, train_ds, val_ds, cfg: TrainConfig, run_dir, loss_fn=bce_loss, name
              if cfg.schedule == "cosine" else None)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and str(cfg.device).startswith("cuda"))
     val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
-    key = {**asdict(cfg), "device": "", "n_train": len(train_ds), "n_val": len(val_ds)}
+    key = fingerprint(identity)
 
     state = {"epoch": 0, "history": [], "best_val": float("inf"), "best_epoch": 0, "bad": 0, "done": False}
     last, best = run_dir / "last.pt", run_dir / "best.pt"
@@ -124,8 +132,14 @@ def fit(net, train_ds, val_ds, cfg: TrainConfig, run_dir, loss_fn=bce_loss, name
             if sched is not None:
                 sched.load_state_dict(ckpt["scheduler"])
             state, resumed = ckpt["state"], True
-            print(f"{name}: resuming from {last} (epoch {state['epoch']}/{cfg.num_epochs}"
-                  f"{', finished' if state['done'] else ''})")
+            if state["done"]:
+                print(f"{name}: reloaded the finished run of these exact settings from {run_dir} "
+                      f"(best epoch {state['best_epoch']}; FRESH=True or DFCOURSE_FRESH=1 retrains)")
+            else:
+                print(f"{name}: resuming {run_dir} at epoch {state['epoch']}/{cfg.num_epochs}")
+    if not resumed:
+        print(f"{name}: new run in {run_dir}")
+    reloaded = resumed and state["done"]
     t0 = time.time()
     while not state["done"] and state["epoch"] < cfg.num_epochs:
         epoch = state["epoch"] + 1
@@ -166,7 +180,8 @@ def fit(net, train_ds, val_ds, cfg: TrainConfig, run_dir, loss_fn=bce_loss, name
         net.load_state_dict(torch.load(best, map_location=cfg.device, weights_only=True)["model"])
     net.eval()
     return {"history": state["history"], "best_epoch": state["best_epoch"],
-            "best_val_loss": state["best_val"], "seconds": time.time() - t0, "resumed": resumed}
+            "best_val_loss": state["best_val"], "seconds": time.time() - t0, "resumed": resumed,
+            "reloaded": reloaded, "run_dir": run_dir, "identity": identity}
 
 
 def _write_log(path, history):

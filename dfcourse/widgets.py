@@ -10,16 +10,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from . import viz
+from .io import to_rgb_uint8
+from .metrics import dice, mask_iou
 
 
 def render_localization(images, gts, maps, titles, index: int = 0, threshold: float = 0.5):
     """One example: image | ground truth | predicted map | thresholded overlay."""
-    from .localization import dice, iou
 
     fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
     pred = maps[index] > threshold
     viz.localization_row(axes, images[index], gts[index], maps[index], threshold, titles[index])
-    fig.suptitle(f"IoU {iou(pred, gts[index] > 0.5):.3f}   Dice {dice(pred, gts[index] > 0.5):.3f}   "
+    fig.suptitle(f"IoU {mask_iou(pred, gts[index] > 0.5):.3f}   Dice {dice(pred, gts[index] > 0.5):.3f}   "
                  f"(threshold {threshold:.2f})", fontsize=9)
     fig.tight_layout()
     return fig
@@ -98,8 +99,6 @@ def handle_upload(content: bytes, name: str, predictor, max_faces: int = 4):
     import io
 
     from PIL import Image, UnidentifiedImageError
-
-    from .io import to_rgb_uint8
 
     try:
         with Image.open(io.BytesIO(content)) as img:

@@ -8,6 +8,7 @@ from dfcourse.cam import compute_cams
 from dfcourse.datasets import FaceDataset
 from dfcourse.index import read_index
 from dfcourse.metrics import evaluate
+from dfcourse.models import count_params
 from dfcourse.train import TrainConfig, fit
 
 MODEL = "ViT-S-32"  # same architecture family as ViT-B/32 (patch 32, 224 px), smaller: fast tests
@@ -16,8 +17,8 @@ MODEL = "ViT-S-32"  # same architecture family as ViT-B/32 (patch 32, 224 px), s
 @pytest.fixture(scope="module")
 def clip_parts():
     torch.manual_seed(0)
-    clip, tok, note = cp.load_clip(MODEL, pretrained="")
-    assert "RANDOM" in note
+    clip, tok, weights = cp.load_clip(MODEL, pretrained="")
+    assert not weights.loaded and "random init" in weights.note
     return clip, tok, cp.text_embeddings(clip, tok)
 
 
@@ -49,8 +50,8 @@ def test_detector_shapes_and_trainable_fraction(clip_parts):
     net = cp.ClipDetector(clip, cp.ClipHead("adapter+prompt", text.shape[1], text))
     x = torch.rand(2, 3, 224, 224)
     assert net.forward_features(x).shape == (2, text.shape[1]) and net(x).shape == (2, 1)
-    trainable, total = cp.count_params(net)
-    assert trainable == cp.count_params(net.head)[0] and trainable < 0.01 * total
+    trainable, total = count_params(net)
+    assert trainable == count_params(net.head)[0] and trainable < 0.01 * total
 
 
 def test_feature_cache_hit_miss_and_invalidation(clip_parts, rows, tmp_path):
@@ -66,8 +67,10 @@ def test_feature_cache_hit_miss_and_invalidation(clip_parts, rows, tmp_path):
     other_model = cp.FeatureCache(tmp_path, "ViT-B-32", cp.weights_fingerprint(clip), {"size": 224})
     other_prep = cp.FeatureCache(tmp_path, MODEL, cp.weights_fingerprint(clip), {"size": 192})
     assert len({cache.path, other_model.path, other_prep.path}) == 3
-    torch.manual_seed(1)
-    clip2, _, _ = cp.load_clip(MODEL, pretrained="")
+    clip2, _, _ = cp.load_clip(MODEL, pretrained="")  # the same seeded random init ...
+    assert cp.weights_fingerprint(clip2) == cp.weights_fingerprint(clip)
+    with torch.no_grad():
+        clip2.visual.conv1.weight.add_(0.01)  # ... and other weights: another key
     assert cp.make_cache(tmp_path, cp.ClipDetector(clip2, net.head), MODEL).path != cache.path
     changed = dict(rows[0], path=str(tmp_path / "copy.png"))
     from PIL import Image
@@ -117,6 +120,7 @@ def test_clip_weights_from_a_weights_folder(tmp_path, monkeypatch):
     ref, _, _ = cp.load_clip(MODEL, pretrained="")
     torch.save(ref.state_dict(), tmp_path / f"{MODEL}-openai.bin")
     monkeypatch.setenv("DFCOURSE_WEIGHTS_DIR", str(tmp_path))
-    model, _, note = cp.load_clip(MODEL, "openai")
-    assert "loaded from" in note
+    model, _, weights = cp.load_clip(MODEL, "openai")
+    assert weights.loaded and weights.source == str(tmp_path / f"{MODEL}-openai.bin")
+    assert cp.uses_quick_gelu(model)  # OpenAI weights: the QuickGELU build, also from a local file
     assert torch.equal(model.visual.conv1.weight, ref.visual.conv1.weight)

@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from dfcourse import clip_peft as cp
-from dfcourse.cam import METHODS, cam_scores, compute_cams, energy_in_mask, pointing_game
+from dfcourse.cam import METHODS, compute_cams
+from dfcourse.metrics import cam_scores, energy_in_mask, pointing_game
 from dfcourse.models import build_detector
 from dfcourse.predict import Predictor
 from dfcourse.widgets import cam_explorer, handle_upload, render_cam

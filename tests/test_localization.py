@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from dfcourse import localization as L
+from dfcourse import metrics as M
 from dfcourse.index import read_index
 from dfcourse.train import TrainConfig, fit, run_epoch
 
@@ -35,24 +36,24 @@ def test_iou_dice_hand_made():
     b = np.zeros((4, 4), bool)
     a[:2, :2] = True            # 4 pixels
     b[:2, :3] = True            # 6 pixels, 4 shared
-    assert L.iou(a, b) == pytest.approx(4 / 6)
-    assert L.dice(a, b) == pytest.approx(2 * 4 / 10)
-    assert L.iou(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
-    assert L.iou(a, ~a) == 0.0
+    assert M.mask_iou(a, b) == pytest.approx(4 / 6)
+    assert M.dice(a, b) == pytest.approx(2 * 4 / 10)
+    assert M.mask_iou(np.zeros((2, 2)), np.zeros((2, 2))) == 1.0
+    assert M.mask_iou(a, ~a) == 0.0
 
 
 def test_pixel_auc_and_threshold_hand_made():
     gt = [np.array([[1, 0], [0, 0]]), np.array([[0, 1], [0, 0]])]
     perfect = [np.array([[0.9, 0.1], [0.2, 0.1]]), np.array([[0.3, 0.8], [0.1, 0.2]])]
-    assert L.pixel_auc(perfect, gt) == 1.0
-    assert L.pixel_auc([1 - m for m in perfect], gt) == 0.0
-    assert 0.3 <= L.best_threshold(perfect, gt) < 0.8
+    assert M.pixel_auc(perfect, gt) == 1.0
+    assert M.pixel_auc([1 - m for m in perfect], gt) == 0.0
+    assert 0.3 <= M.best_threshold(perfect, gt) < 0.8
     maps = perfect + [np.full((2, 2), 0.6), np.zeros((2, 2))]
     gts = gt + [np.zeros((2, 2)), np.zeros((2, 2))]  # a real face, and a fake whose target is empty
-    m = L.localization_metrics(maps, gts, [1, 1, 0, 1], None, 0.5)
+    m = M.localization_metrics(maps, gts, [1, 1, 0, 1], None, 0.5)
     assert m["iou"] == 1.0 and m["dice"] == 1.0 and m["fp_area_real"] == 1.0
     assert m["n_fake"] == 2 and m["n_fake_empty_target"] == 1  # the empty one does not inflate IoU
-    base = L.constant_baselines(gts, [1, 1, 0, 1])
+    base = M.constant_baselines(gts, [1, 1, 0, 1])
     assert base["all_ones_iou"] == 0.25 and base["all_zeros_iou"] == 0.0
 
 
@@ -89,20 +90,22 @@ def test_localizer_checkpoint_and_predict_localize(tmp_path, astronaut, capsys):
     from PIL import Image
 
     from dfcourse.cli import main
-    from dfcourse.models import build_detector, save_checkpoint
+    from dfcourse import checkpoints as ck
+    from dfcourse.models import build_detector
 
     net = L.ResNetLocalizer(pretrained=False)
-    lpath = L.save_localizer(tmp_path / "loc.pt", net, size=64)
-    assert torch.equal(L.load_localizer(lpath).out.weight, net.out.weight)
-    cpath = save_checkpoint(tmp_path / "det.pt", build_detector("resnet18", pretrained=False, verbose=False), size=64)
+    lpath = ck.save(tmp_path / "loc.pt", "localizer", net, size=64)
+    assert torch.equal(ck.load(lpath, "localizer").out.weight, net.out.weight)
+    cpath = ck.save(tmp_path / "det.pt", "detector", build_detector("resnet18", pretrained=False, verbose=False),
+                    size=64)
     Image.fromarray(astronaut).save(tmp_path / "a.jpg")
     rc = main(["predict", str(tmp_path / "a.jpg"), "--checkpoint", str(cpath), "--localize", "--localizer",
                str(lpath), "--json", "--heatmap", str(tmp_path / "h")])
     face = json.loads(capsys.readouterr().out)[0]["faces"][0]
     assert rc == 0 and face["loc_label"] in ("REAL", "FAKE") and 0 <= face["map_area"] <= 1
     assert (tmp_path / "h" / "a_face0_localization.png").is_file()
-    with pytest.raises(ValueError, match="not a dfcourse-localizer checkpoint"):
-        L.load_localizer(cpath)
+    with pytest.raises(ValueError, match="not a localizer checkpoint"):
+        ck.load(cpath, "localizer")
 
 
 def test_widget_callback_renders_headless(monkeypatch):

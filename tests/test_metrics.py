@@ -45,3 +45,4 @@ def test_video_level_is_mean_probability_per_video():
     res = evaluate(rows, [0.2, 0.4, 0.6, 1.0, 0.1])
     assert set(res) == {"frame", "video"} and res["video"]["n"] == 3
     assert res["video"]["auc"] == pytest.approx(0.5)
+

@@ -3,7 +3,8 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from dfcourse.models import build_detector, load_checkpoint, save_checkpoint
+from dfcourse.checkpoints import load, save
+from dfcourse.models import build_detector
 from dfcourse.train import TrainConfig, fit, predict_probs, run_epoch
 
 
@@ -54,10 +55,10 @@ def test_same_seed_same_numbers(tmp_path):
 
 def test_finished_run_is_loaded_not_retrained(tmp_path):
     r1, p1 = _train_once(tmp_path, 5)
-    torch.manual_seed(99)  # a different init: the weights must come from the run folder
+    torch.manual_seed(5)  # the same init, settings and data: the same run
     net = build_detector("resnet18", pretrained=False, verbose=False)
     r2 = fit(net, tiny_data(16), tiny_data(16), TrainConfig(num_epochs=2, batch_size=4, seed=5), tmp_path)
-    assert r2["resumed"] and r2["history"] == r1["history"]
+    assert r2["reloaded"] and r2["history"] == r1["history"] and r2["run_dir"] == r1["run_dir"]
     assert np.allclose(predict_probs(net, tiny_data(16)), p1)
 
 
@@ -72,25 +73,27 @@ def test_frozen_regime_trains_only_the_head(tmp_path):
 
 def test_checkpoint_roundtrip_and_clear_errors(tmp_path):
     net = build_detector("resnet18", pretrained=False, verbose=False).eval()
-    path = save_checkpoint(tmp_path / "d.pt", net, size=32)
-    back = load_checkpoint(path)
+    path = save(tmp_path / "d.pt", "detector", net, size=32)
+    back = load(path, "detector")
     x = torch.rand(2, 3, 32, 32)
     assert torch.allclose(net(x), back(x)) and back.meta["size"] == 32
-    with pytest.raises(ValueError, match="arch 'resnet18', not 'inception'"):
-        load_checkpoint(path, arch="inception")
     torch.save(net.state_dict(), tmp_path / "raw.pt")
-    with pytest.raises(ValueError, match="not a dfcourse-detector checkpoint"):
-        load_checkpoint(tmp_path / "raw.pt")
+    with pytest.raises(ValueError, match="raw.pt: not a detector checkpoint"):
+        load(tmp_path / "raw.pt", "detector")
     (tmp_path / "junk.pt").write_bytes(b"junk")
     with pytest.raises(ValueError, match="junk.pt: not a readable"):
-        load_checkpoint(tmp_path / "junk.pt")
+        load(tmp_path / "junk.pt", "detector")
     ck = torch.load(path, weights_only=True)
     ck["state_dict"] = build_detector("inception", pretrained=False, verbose=False).state_dict()
     torch.save(ck, tmp_path / "mixed.pt")
-    with pytest.raises(ValueError, match="do not fit a resnet18"):
-        load_checkpoint(tmp_path / "mixed.pt")
+    with pytest.raises(ValueError, match="mixed.pt: its weights do not fit the detector"):
+        load(tmp_path / "mixed.pt", "detector")
+    del ck["meta"]
+    torch.save(ck, tmp_path / "nometa.pt")
+    with pytest.raises(ValueError, match="nometa.pt: incomplete detector checkpoint .no meta"):
+        load(tmp_path / "nometa.pt", "detector")
     with pytest.raises(FileNotFoundError, match="notebooks/02_resnet_baseline"):
-        load_checkpoint(tmp_path / "missing.pt")
+        load(tmp_path / "missing.pt", "detector")
 
 
 def test_pretrained_weights_from_a_weights_folder(tmp_path, monkeypatch, capsys):
@@ -115,4 +118,5 @@ def test_no_weights_means_random_init_said_plainly(tmp_path, monkeypatch, capsys
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     net = build_detector("resnet18", pretrained=True)
-    assert not net.pretrained and "RANDOM init" in capsys.readouterr().out
+    assert not net.pretrained and not net.weights.loaded and net.weights.source == ""
+    assert "random init (pretrained weights not found" in capsys.readouterr().out

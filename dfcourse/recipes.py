@@ -1,0 +1,152 @@
+"""The recipes of the models later notebooks reuse: notebook 02's detector, 03's CLIP head
+and 04's localizer. Their defaults *are* those notebooks' parameters (a test compares each
+with the notebook's ``parameters`` cell), the notebooks call them, and a later notebook
+run alone trains through the same function (:func:`dfcourse.checkpoints.load_or_train`).
+Same settings, same data: the same run identity, so a run notebook 02 already finished
+is reloaded from its folder rather than trained twice.
+Used in notebooks 02, 03, 04 and 05.
+"""
+from __future__ import annotations
+
+import torch
+from torch.utils.data import TensorDataset
+
+from . import clip_peft as cp
+from .experiments import balance, run_detector
+from .index import read_index
+from .localization import LocalizationDataset, ResNetLocalizer, make_loss
+from .train import TrainConfig, fit
+
+# The parameters cells of notebooks 02, 03 and 04 (names lower-cased).
+NB02 = dict(pretrained=True, size=224, num_epochs=10, batch_size=32, lr_full=1e-4, patience=3,
+            quick_size=96, quick_epochs=3, quick_max_per_class=225)
+NB03 = dict(clip_model="ViT-B-32", clip_pretrained="openai", train_method="auto", cross_method="auto",
+            adapter_hidden=64, head_epochs=50, head_lr=1e-3, batch_size=64, patience=8, quick_max_per_class=150)
+NB04 = dict(pretrained=True, target="residual", residual_threshold=0.05, residual_blur=1.0, map_weight=1.0,
+            size=224, num_epochs=10, lr=1e-4, batch_size=32, patience=3, quick_size=96, quick_epochs=4,
+            quick_max_per_class=225)
+
+
+def _params(defaults: dict, given: dict) -> dict:
+    unknown = set(given) - set(defaults)
+    if unknown:
+        raise TypeError(f"unknown parameters {sorted(unknown)}; known: {sorted(defaults)}")
+    return {**defaults, **given}
+
+
+# ------------------------------------------------------------------ notebook 02
+def baseline_detector(course, splits, **params):
+    """Notebook 02's ``resnet18-full`` run. Returns ``(net, meta)`` for the registry."""
+    p = _params(NB02, params)
+    size = p["quick_size"] if course.quick else p["size"]
+    splits = {**splits, "train": balance(splits["train"], course.seed,
+                                         p["quick_max_per_class"] if course.quick else None)}
+    cfg = TrainConfig(num_epochs=p["quick_epochs"] if course.quick else p["num_epochs"], batch_size=p["batch_size"],
+                      lr=p["lr_full"], patience=p["patience"], seed=course.seed, device=course.device)
+    torch.manual_seed(course.seed)
+    res = run_detector("resnet18-full", "resnet18", "full", splits, cfg, size,
+                       course.runs / "02_resnet_baseline" / "resnet18-full", pretrained=p["pretrained"])
+    return res["net"], detector_meta(res)
+
+
+def detector_meta(result) -> dict:
+    """What the registry keeps about a notebook-02 result."""
+    return {"name": result["name"], "size": result["size"], "run_dir": str(result["run_dir"]),
+            "val_auc": result["val"]["frame"]["auc"]}
+
+
+# ------------------------------------------------------------------ notebook 03
+def resolve_methods(methods, train_method: str = "auto", cross_method: str = "auto") -> tuple[str, str]:
+    """``auto``: FaceSwap / NeuralTextures on FF++, swap / rerender on the demo data."""
+    ffpp = "FaceSwap" in methods
+    train = train_method if train_method != "auto" else ("FaceSwap" if ffpp else "swap")
+    cross = cross_method if cross_method != "auto" else ("NeuralTextures" if ffpp else "rerender")
+    missing = {train, cross} - set(methods)
+    if missing:
+        raise ValueError(f"method(s) {sorted(missing)} not in the index; it has {sorted(methods)}")
+    return train, cross
+
+
+def cross_manipulation_data(course, index_path, train_method: str, cross_method: str, max_per_class=None) -> dict:
+    """Notebook 03's sets: train/val on originals + ``train_method`` (train balanced and
+    capped), test in-domain, and ``cross`` = test on the unseen ``cross_method``."""
+    def pick(split, method, per_class=None):
+        return balance(read_index(index_path, split=split, methods=[method]), course.seed, per_class)
+
+    return {"train": pick("train", train_method, max_per_class), "val": pick("val", train_method),
+            "test": read_index(index_path, split="test", methods=[train_method]),
+            "cross": read_index(index_path, split="test", methods=[cross_method])}
+
+
+def head_config(course, **params) -> TrainConfig:
+    p = _params(NB03, params)
+    return TrainConfig(num_epochs=p["head_epochs"], batch_size=p["batch_size"], lr=p["head_lr"], schedule="cosine",
+                       grad_clip=1.0, patience=p["patience"], seed=course.seed, device="cpu", log_every=10)
+
+
+def train_head(course, kind: str, text, feats: dict, labels: dict, fresh: bool = False, **params):
+    """One CLIP head on cached features (nothing trains for ``zeroshot``). Returns
+    ``(head, fit result or None)``."""
+    p = _params(NB03, params)
+    torch.manual_seed(course.seed)
+    head = cp.ClipHead(kind, text.shape[1], text, p["adapter_hidden"])
+    if kind == "zeroshot":
+        return head, None
+    ds = {k: TensorDataset(feats[k], labels[k], torch.arange(len(labels[k]))) for k in ("train", "val")}
+    run = fit(head, ds["train"], ds["val"], head_config(course, **params), course.runs / "03_clip_peft" / kind,
+              loss_fn=cp.head_loss, name=f"CLIP {kind}", fresh=fresh)
+    return head, run
+
+
+def encode_sets(course, net, data: dict, model_name: str, batch_size: int = 64):
+    """Cached CLIP features and labels for each set of ``data``; returns ``(feats, labels, cache)``."""
+    cache = cp.make_cache(course.data / "feature_cache", net, model_name)
+    feats = {k: cp.encode_rows(net, v, cache, batch_size, course.device) for k, v in data.items()}
+    labels = {k: torch.tensor([float(r["label"]) for r in v]) for k, v in data.items()}
+    return feats, labels, cache
+
+
+def clip_head(course, index_path, clip, tokenizer, kind: str = "adapter+prompt", **params):
+    """Notebook 03's head of ``kind`` on its cross-manipulation split. Returns ``(head, meta)``."""
+    p = _params(NB03, params)
+    methods = {r["method"] for r in read_index(index_path)} - {"original"}
+    train_method, cross_method = resolve_methods(methods, p["train_method"], p["cross_method"])
+    data = cross_manipulation_data(course, index_path, train_method, cross_method,
+                                   p["quick_max_per_class"] if course.quick else None)
+    text = cp.text_embeddings(clip, tokenizer, cp.PROMPTS, course.device)
+    net = cp.ClipDetector(clip, cp.ClipHead(kind, text.shape[1], text, p["adapter_hidden"])).to(course.device)
+    feats, labels, _ = encode_sets(course, net, {k: data[k] for k in ("train", "val")}, p["clip_model"],
+                                   p["batch_size"])
+    head, run = train_head(course, kind, text, feats, labels, **params)
+    return head, {"name": f"CLIP {kind}", "clip": cp.weights_fingerprint(clip), "model": p["clip_model"],
+                  "train_method": train_method, "run_dir": str(run["run_dir"]) if run else ""}
+
+
+# ------------------------------------------------------------------ notebook 04
+def localizer_datasets(splits, size: int, seed: int, **params) -> dict:
+    p = _params(NB04, params)
+    return {s: LocalizationDataset(rows, size, p["target"], p["residual_threshold"], p["residual_blur"],
+                                   train=(s == "train"), seed=seed) for s, rows in splits.items()}
+
+
+def train_localizer(course, net, datasets, fresh: bool = False, **params):
+    """Notebook 04's training of a localizer ``net`` (lr ``LR`` when its encoder is
+    pretrained, 1e-3 from random init). Returns the fit result."""
+    p = _params(NB04, params)
+    cfg = TrainConfig(num_epochs=p["quick_epochs"] if course.quick else p["num_epochs"], batch_size=p["batch_size"],
+                      lr=p["lr"] if net.pretrained else 1e-3, patience=p["patience"], seed=course.seed,
+                      device=course.device)
+    return fit(net, datasets["train"], datasets["val"], cfg, course.runs / "04_residual_localization" / net.kind,
+               loss_fn=make_loss(p["map_weight"]), name=f"{net.kind}-localizer", fresh=fresh)
+
+
+def localizer(course, splits, **params):
+    """Notebook 04's ResNet18 localizer. Returns ``(net, meta)`` for the registry."""
+    p = _params(NB04, params)
+    size = p["quick_size"] if course.quick else p["size"]
+    splits = {"train": balance(splits["train"], course.seed, p["quick_max_per_class"] if course.quick else None),
+              "val": splits["val"]}
+    torch.manual_seed(course.seed)
+    net = ResNetLocalizer(pretrained=p["pretrained"])
+    run = train_localizer(course, net, localizer_datasets(splits, size, course.seed, **params), **params)
+    return net, {"name": "resnet18-localizer", "size": size, "target": p["target"], "run_dir": str(run["run_dir"])}
