@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.dfcourse-installed
 
-.PHONY: setup course test test-fast lab bench clean-data strip
+.PHONY: setup course test test-fast lint lab bench clean-data
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,12 +20,16 @@ setup: $(STAMP)
 course: setup
 	$(BIN)/python -m dfcourse course
 
-## The whole test suite, notebooks included.
-test: setup
+## Static checks (ruff: pyflakes-class errors) over the package, tests, benchmarks and notebooks.
+lint: setup
+	$(BIN)/ruff check dfcourse tests benchmarks notebooks
+
+## Static checks, then the whole test suite, notebooks included.
+test: lint
 	$(BIN)/python -m pytest
 
 ## Everything but the notebook executions and other slow tests.
-test-fast: setup
+test-fast: lint
 	$(BIN)/python -m pytest -m "not slow"
 
 lab: setup
