@@ -187,6 +187,39 @@ def constant_baselines(gts, labels) -> dict:
             "all_zeros_iou": float(np.mean([mask_iou(np.zeros_like(g), g) for _, g in pairs]))}
 
 
+def mean_mask_prior(gts, labels, splits=None) -> np.ndarray:
+    """The best image-independent map: the mean ground-truth mask of the training fakes
+    (those with a non-empty target). ``splits`` (one per map) guards the rule: anything
+    but ``train`` there is an error, since a prior fitted on test maps is a leak."""
+    if splits is not None and set(splits) - {"train"}:
+        raise ValueError(f"the mean-mask prior is fitted on the training split only; got {sorted(set(splits))}")
+    pairs = _fakes_with_target(gts, gts, labels)
+    if not pairs:
+        raise ValueError("no training fake with a non-empty mask: cannot fit the mean-mask prior")
+    return np.mean([g.astype(np.float32) for _, g in pairs], axis=0)
+
+
+def gaussian_prior(size: int, sigma: float = 0.22) -> np.ndarray:
+    """A centred Gaussian blob, peak 1, standard deviation ``sigma`` x ``size``: the
+    "faces are in the middle of the crop" prior."""
+    r = (np.arange(size, dtype=np.float32) - (size - 1) / 2) / (sigma * size)
+    return np.exp(-0.5 * (r[None, :] ** 2 + r[:, None] ** 2)).astype(np.float32)
+
+
+def prior_rows(priors: dict, val, test, threshold_for=None) -> dict:
+    """Score image-independent maps like a model: ``priors`` maps a name to one map;
+    ``val``/``test`` are ``(gts, labels)``. Each prior's threshold is chosen on validation
+    fakes (or given by ``threshold_for[name]``). Returns ``{name: localization_metrics}``."""
+    out = {}
+    for name, prior in priors.items():
+        thr = (threshold_for or {}).get(name)
+        if thr is None:
+            v = [(g, y) for g, y in zip(*val) if int(y) == 1]
+            thr = best_threshold([prior] * len(v), [g for g, _ in v])
+        out[name] = localization_metrics([prior] * len(test[0]), test[0], test[1], None, thr)
+    return out
+
+
 def pointing_game(cam, mask) -> bool:
     """Is the map's maximum inside the (binary) ground-truth mask?"""
     cam, mask = np.asarray(cam), np.asarray(mask) > 0.5

@@ -46,3 +46,46 @@ def test_video_level_is_mean_probability_per_video():
     assert set(res) == {"frame", "video"} and res["video"]["n"] == 3
     assert res["video"]["auc"] == pytest.approx(0.5)
 
+
+# ------------------------------------------------------------ prior baselines for localization
+def _corner_task(n=8, size=16):
+    """Every fake's manipulated region is the same top-left corner; reals have empty maps."""
+    gts, labels = [], []
+    for i in range(n):
+        g = np.zeros((size, size), np.float32)
+        if i % 2:
+            g[:6, :6] = 1
+        gts.append(g)
+        labels.append(i % 2)
+    return gts, labels
+
+
+def test_mean_mask_prior_wins_a_task_solved_by_position():
+    from dfcourse.metrics import localization_metrics, mean_mask_prior, prior_rows
+
+    gts, labels = _corner_task()
+    prior = mean_mask_prior(gts, labels, ["train"] * len(gts))
+    assert prior[0, 0] == 1.0 and prior[-1, -1] == 0.0
+    scores = prior_rows({"mean mask": prior}, (gts, labels), (gts, labels))["mean mask"]
+    assert scores["iou"] == 1.0 and scores["pixel_auc"] == 1.0 and scores["fp_area_real"] > 0
+    elsewhere = [np.roll(g, 8, axis=(0, 1)) for g in gts]  # right shape, wrong place
+    wrong = localization_metrics(elsewhere, gts, labels, None, 0.5)
+    assert wrong["iou"] == 0.0 and wrong["pixel_auc"] < 0.5
+
+
+def test_mean_mask_prior_is_fitted_on_train_only():
+    from dfcourse.metrics import mean_mask_prior
+
+    gts, labels = _corner_task()
+    with pytest.raises(ValueError, match="training split only"):
+        mean_mask_prior(gts, labels, ["train"] * 6 + ["test"] * 2)
+    with pytest.raises(ValueError, match="no training fake"):
+        mean_mask_prior(gts, [0] * len(gts))
+
+
+def test_gaussian_prior_is_centred():
+    from dfcourse.metrics import gaussian_prior
+
+    g = gaussian_prior(33)
+    assert g.shape == (33, 33) and g[16, 16] == pytest.approx(1.0) and g[0, 0] < 0.01
+    assert np.allclose(g, g.T) and np.allclose(g, g[::-1])
