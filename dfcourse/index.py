@@ -22,6 +22,7 @@ Used in notebooks/01_data_prep.ipynb and read by notebooks 02-05.
 from __future__ import annotations
 
 import csv
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -37,9 +38,14 @@ PATH_COLUMNS = ("path", "mask_path", "source_path")
 
 
 def write_index(rows, path) -> Path:
-    """Write rows (dicts with absolute or relative paths) atomically, paths made relative."""
+    """Write rows atomically, their paths made relative to the CSV's folder.
+
+    Paths in ``rows`` are file paths as the caller has them: absolute, or relative to the
+    current directory (a relative ``--out`` gives those); either way the CSV gets paths
+    relative to its own folder, so it still works after the folder is moved.
+    """
     path = Path(path)
-    root = path.parent.resolve()
+    root = os.path.abspath(path.parent)
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
@@ -47,10 +53,14 @@ def write_index(rows, path) -> Path:
             r = {c: r.get(c, "") for c in COLUMNS}
             for c in PATH_COLUMNS:
                 if r[c]:
-                    p = Path(r[c])
-                    r[c] = str(p.resolve().relative_to(root)) if p.is_absolute() else str(p)
+                    r[c] = Path(os.path.relpath(os.path.abspath(r[c]), root)).as_posix()
             w.writerow(r)
     return path
+
+
+def missing_files(path) -> list[str]:
+    """Paths an index CSV lists that do not exist (empty is good): a check after any run."""
+    return [r[c] for r in read_index(path) for c in PATH_COLUMNS if r[c] and not Path(r[c]).is_file()]
 
 
 def read_index(path, split=None, methods=None) -> list[dict]:
