@@ -40,8 +40,8 @@ def resolve_methods(names) -> tuple[str, ...]:
     names = [str(n).strip() for n in names if str(n).strip()]
     unknown = [n for n in names if n.lower() not in by_lower]
     if unknown or not names:
-        raise BadInputError(f"--methods: unknown FF++ method(s) {unknown or names}; choose from "
-                            f"{', '.join(METHODS)} (comma-separated, any case).")
+        what = f"unknown FF++ method(s) {', '.join(unknown)}" if unknown else "no method named"
+        raise BadInputError(f"--methods: {what}; choose from {', '.join(METHODS)} (comma-separated, any case).")
     return tuple(dict.fromkeys(by_lower[n.lower()] for n in names))
 
 
