@@ -85,7 +85,9 @@ def folder_ds(tmp_path):
 def test_folder_relative_out_inside_input_same_stems_and_broken_files(folder_ds, capsys, monkeypatch):
     ds, good, bad = folder_ds
     monkeypatch.chdir(ds / "train")
-    for _ in range(2):  # --out relative, and inside a class folder: the 2nd run must not read its crops
+    for k in range(2):  # --out relative, and inside a class folder: the 2nd run must not read its crops
+        if k:  # a temporary file left by a killed writer (no such process) is cleaned up
+            (ds / f"train/real/o_rel/crops/.a{TMP_MARK}999999999.png").write_bytes(b"half")
         code, out, err = run_cli(["prepare", "--folder", "..", "--out", "real/o_rel", "--size", "24"], capsys)
         assert code == 0, err
         rows = assert_index_resolves(ds / "train/real/o_rel/index.csv")
@@ -325,3 +327,43 @@ def test_video_without_credible_frame_count_is_read(tmp_path):
     assert cv2.VideoCapture(str(p)).get(cv2.CAP_PROP_FRAME_COUNT) < 0  # the header really says nothing
     assert frame_count(p) == 40
     assert [i for i, _ in read_frames(p, 4)] == [0, 13, 26, 39]
+
+
+# --------------------------------------------------------------------------- interrupts
+
+@pytest.mark.slow
+def test_interrupted_prepare_resumes_to_the_same_index(ffpp_mini, tmp_path, capsys):
+    """SIGINT and SIGKILL at random points of `prepare --ffpp`, then a re-run: the same
+    index.csv, skipped.csv and crop files as one uninterrupted run, and no temporary files."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    args = ["prepare", "--ffpp", str(ffpp_mini), "--methods", "FaceSwap", "--frames", "2", "--size", "32"]
+    assert run_cli(args + ["--out", tmp_path / "ref"], capsys)[0] == 0  # the uninterrupted run
+    out = tmp_path / "o"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    rng = np.random.default_rng(14)
+    interrupted = 0
+    for sig in [signal.SIGINT, signal.SIGKILL, signal.SIGINT, signal.SIGKILL]:
+        proc = subprocess.Popen([sys.executable, "-m", "dfcourse", *args, "--out", str(out)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        before = len(list(out.glob("crops/*/*/done.json")))
+        deadline = time.time() + 120
+        while proc.poll() is None and time.time() < deadline and \
+                len(list(out.glob("crops/*/*/done.json"))) <= before:  # wait until it is working
+            time.sleep(0.05)
+        time.sleep(rng.uniform(0, 1.5))  # then interrupt at a random point
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        interrupted += proc.returncode != 0
+        if sig == signal.SIGINT and proc.returncode != 0:
+            assert proc.returncode == 130 and "Traceback" not in err and "Re-run" in err, err
+    assert interrupted >= 3, "the interrupts came too late to test anything"
+    assert run_cli(args + ["--out", out], capsys)[0] == 0  # the re-run finishes the job
+    for name in ("index.csv", "skipped.csv"):
+        assert (out / name).read_text() == (tmp_path / "ref" / name).read_text()
+    files = lambda d: sorted(p.relative_to(d) for p in d.rglob("*") if p.is_file())  # noqa: E731
+    assert files(out) == files(tmp_path / "ref")
+    assert_index_resolves(out / "index.csv")
