@@ -139,3 +139,26 @@ def format_table(header, rows) -> str:
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
     return "\n".join([line([str(h) for h in header]), line(["-" * w for w in widths])]
                      + [line(r) for r in rows])
+
+
+def dataset_notes(rows) -> list[str]:
+    """What a small or partial dataset lacks, one line each with what to do: empty splits,
+    no fakes or no reals, fake methods without masks. Empty when nothing is missing."""
+    notes = []
+    if not rows:
+        return ["the index has no rows: nothing could be prepared (see skipped.csv beside it)."]
+    empty = [s for s in SPLITS if not any(r["split"] == s for r in rows)]
+    if empty:
+        notes.append(f"split(s) {', '.join(empty)} are empty: too few videos or identities to fill every "
+                     "split (each pair of linked videos stays in one split). Add more videos, or pass "
+                     "FF++'s official split files (SPLITS_DIR / --splits).")
+    for label, what in ((0, "real"), (1, "fake")):
+        if not any(r["label"] == label for r in rows):
+            notes.append(f"no {what} crops: a detector needs both classes. Add {what} videos or images.")
+    unmasked = sorted({r["method"] for r in rows if r["label"] == 1}
+                      - {r["method"] for r in rows if r["label"] == 1 and r["mask_path"]})
+    if unmasked:
+        notes.append(f"no ground-truth masks for {', '.join(unmasked)}: mask figures and pixel-level "
+                     "metrics skip them. For FF++ the masks are a separate download (`-t masks` in "
+                     "FF++'s download script).")
+    return notes
