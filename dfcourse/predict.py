@@ -117,9 +117,10 @@ def check_finite(net, checkpoint) -> None:
 
 
 def output_stems(files) -> dict:
-    """A name per input for its output files: the stem, plus a short hash of the full path
-    when two inputs share a stem (``a.jpg`` and ``a.png``), so no overlay overwrites another."""
-    stems = [Path(f).stem for f in files]
+    """A name per input for its output files: the stem (cut to 100 characters, so a long
+    name stays under the file-name limit), plus a short hash of the full path when two
+    inputs share it (``a.jpg`` and ``a.png``), so no overlay overwrites another."""
+    stems = [Path(f).stem[:100] for f in files]
     return {f: s if stems.count(s) == 1 else f"{s}-{short_hash(Path(f).absolute())}" for f, s in zip(files, stems)}
 
 

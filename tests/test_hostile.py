@@ -237,15 +237,18 @@ def same_stem_faces(tmp_path_factory, astronaut):
     small = astronaut[::2, ::2]
     Image.fromarray(small).save(d / "face.jpg")
     Image.fromarray(small).save(d / "face.png")
-    return d / "face.jpg", d / "face.png"
+    Image.fromarray(small).save(d / ("n" * 246 + ".jpg"))
+    return d / "face.jpg", d / "face.png", d / ("n" * 246 + ".jpg")
 
 
-def test_predict_same_stem_heatmaps_do_not_overwrite(checkpoint, same_stem_faces, tmp_path, capsys):
+def test_predict_same_stem_and_long_names_heatmaps(checkpoint, same_stem_faces, tmp_path, capsys):
     code, out, err = run_cli(["predict", *same_stem_faces, "--checkpoint", checkpoint, "--json",
                               "--heatmap", tmp_path / "heat"], capsys)
     assert code == 0, err
-    paths = {f["heatmap_path"] for r in json.loads(out) for f in r["faces"]}
-    assert len(paths) == 2 and all(Path(p).is_file() for p in paths)
+    results = json.loads(out)
+    assert all("error" not in r for r in results)
+    paths = {f["heatmap_path"] for r in results for f in r["faces"]}
+    assert len(paths) == 3 and all(Path(p).is_file() for p in paths)  # none overwritten
 
 
 @pytest.mark.parametrize("where", ["file", "under_file", "read_only"])
@@ -286,6 +289,7 @@ def test_predict_nan_checkpoint_is_refused(tmp_path, same_stem_faces, capsys):
     assert code == 1 and str(ckpt) in err and "NaN" in err and "nan" not in out
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_predict_malicious_pickle_is_not_run(tmp_path, same_stem_faces, capsys):
     marker = tmp_path / "pwned"
 
