@@ -165,6 +165,15 @@ def read_image(path, max_side: int = MAX_SIDE) -> np.ndarray:
     return arr
 
 
+def original_scale(path, arr) -> float:
+    """How many pixels of the file ``path`` one pixel of ``arr`` (its :func:`read_image`,
+    maybe downscaled) spans: multiply coordinates found in ``arr`` by this."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # read_image took it
+        with Image.open(path) as img:
+            return max(img.size) / max(arr.shape[:2])
+
+
 def save_image(path, arr: np.ndarray, quality: int = 95) -> Path:
     """Write a uint8 array (H, W[, 3]) atomically; format from the suffix."""
     path = Path(path)

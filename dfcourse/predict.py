@@ -14,7 +14,8 @@ import torch
 
 from .datasets import to_tensor
 from .faces import FaceDetector, crop, face_track, square_box
-from .io import IMAGE_EXTS, VIDEO_EXTS, BadInputError, list_files, read_image, save_image, short_hash
+from .io import (IMAGE_EXTS, VIDEO_EXTS, BadInputError, SkipLog, list_files, original_scale, read_image,
+                 save_image, short_hash)
 
 
 def default_checkpoint() -> Path:
@@ -93,9 +94,16 @@ class Predictor:
 
 
 def expand_paths(paths) -> list[Path]:
+    """Files to predict on: each path, or a folder's images and videos. A folder's dangling
+    links are kept, so that each gets its own "no such file" error instead of vanishing."""
     out = []
     for p in map(Path, paths):
-        out += list_files(p, IMAGE_EXTS | VIDEO_EXTS) if p.is_dir() else [p]
+        if p.is_dir():
+            broken = SkipLog()
+            out += list_files(p, IMAGE_EXTS | VIDEO_EXTS, broken)
+            out += [Path(item) for item, _ in broken.items]
+        else:
+            out.append(p)
     return out
 
 
@@ -179,10 +187,14 @@ def _predict_one(predictor, path, res, heatmap_dir, stem, num_frames) -> None:
         if not res["frames"]:
             res["note"] = "no face found"
         return
-    faces = predictor.predict_image(read_image(path), with_heatmap=heatmap_dir is not None)
+    image = read_image(path)  # a very large photo comes back downscaled ...
+    scale = original_scale(path, image)  # ... and its boxes are given in the photo's own pixels
+    faces = predictor.predict_image(image, with_heatmap=heatmap_dir is not None)
     res.update(kind="image", faces=[])
     for f in faces:  # the scores first: they are kept even if an overlay cannot be written
-        res["faces"].append({k2: v for k2, v in f.items() if k2 not in ("face", "heatmap", "map")})
+        entry = {k2: v for k2, v in f.items() if k2 not in ("face", "heatmap", "map")}
+        entry["box"] = [round(v * scale, 1) for v in entry["box"]]
+        res["faces"].append(entry)
     if not faces:
         res["note"] = "no face found"
     for k, (f, entry) in enumerate(zip(faces, res["faces"])):

@@ -280,6 +280,23 @@ def test_predict_unwritable_heatmap_dir_reports_per_item(where, checkpoint, same
     assert "missing.jpg" in missing["error"] and "no such file" in missing["error"]
 
 
+def test_predict_big_photo_and_a_folder_with_a_dangling_link(checkpoint, astronaut, tmp_path, capsys):
+    import cv2
+
+    d = tmp_path / "in"
+    d.mkdir()
+    big = np.full((9000, 10000, 3), 90, np.uint8)  # a legal 90-megapixel photo with a face in it
+    big[2000:6000, 3000:7000] = cv2.resize(astronaut, (4000, 4000))
+    Image.fromarray(big).save(d / "big.jpg", quality=80)
+    del big
+    (d / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    code, out, err = run_cli(["predict", d, "--checkpoint", checkpoint, "--json"], capsys)
+    by_name = {Path(r["path"]).name: r for r in json.loads(out)}
+    assert code == 0 and set(by_name) == {"big.jpg", "gone.png"}
+    assert len(by_name["big.jpg"]["faces"]) >= 1 and by_name["big.jpg"]["faces"][0]["box"][2] > 5000
+    assert "gone.png" in by_name["gone.png"]["error"] and "no such file" in by_name["gone.png"]["error"]
+
+
 def test_predict_nan_checkpoint_is_refused(tmp_path, same_stem_faces, capsys):
     net = build_detector("resnet18", pretrained=False, verbose=False)
     with torch.no_grad():
