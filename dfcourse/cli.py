@@ -133,7 +133,8 @@ def main(argv=None) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 1
     except OSError as e:  # the file system refused: disk full, permissions, a path too long
-        print(f"error: {e.filename or ''}: {e.strerror or e}. Check that the path exists, is writable "
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}. Check that the path exists, is writable "
               "and has free space, then re-run (finished work is kept).", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -12,6 +12,7 @@ import numpy as np
 from .io import BadInputError, atomic_path
 
 MAX_SCAN = 100_000  # frames read to count a video whose header has no credible frame count
+MAX_CREDIBLE = 10_000_000  # a header count above this (~4 days at 30 fps) is not believed
 
 
 def sample_indices(num_total: int, num_frames: int) -> np.ndarray:
@@ -29,7 +30,7 @@ def frame_count(path) -> int:
     cap = _open(path)
     try:
         n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
-        if np.isfinite(n) and 0 < n <= MAX_SCAN:
+        if np.isfinite(n) and 0 < n <= MAX_CREDIBLE:
             return int(n)
         n = 0
         while n < MAX_SCAN and cap.grab():
