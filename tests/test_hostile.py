@@ -388,3 +388,26 @@ def test_interrupted_prepare_resumes_to_the_same_index(ffpp_mini, tmp_path, caps
     files = lambda d: sorted(p.relative_to(d) for p in d.rglob("*") if p.is_file())  # noqa: E731
     assert files(out) == files(tmp_path / "ref")
     assert_index_resolves(out / "index.csv")
+
+
+def test_video_with_an_absurd_header_count_is_read(tmp_path, monkeypatch):
+    import cv2
+
+    from dfcourse import video
+
+    path = video.write_video(tmp_path / "v.mp4", [np.full((32, 32, 3), 10 * i, np.uint8) for i in range(12)])
+    real_open = video._open
+
+    class LyingHeader:  # what a damaged header looks like to OpenCV
+        def __init__(self, cap):
+            self.cap = cap
+
+        def get(self, prop):
+            return 1e12 if prop == cv2.CAP_PROP_FRAME_COUNT else self.cap.get(prop)
+
+        def __getattr__(self, name):
+            return getattr(self.cap, name)
+
+    monkeypatch.setattr(video, "_open", lambda p: LyingHeader(real_open(p)))
+    assert video.frame_count(path) == 12
+    assert [i for i, _ in video.read_frames(path, 4)] == [0, 4, 7, 11]
