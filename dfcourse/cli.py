@@ -4,18 +4,35 @@ from __future__ import annotations
 import argparse
 import sys
 
+from . import predict
+from .course import project_root, resolve_device, setup_offline
+from .demo import build_demo, build_ffpp_mini
+from .ffpp import prepare_ffpp, prepare_folder
 from .io import BadInputError
+from .runner import run_course
+
+
+def whole_number(minimum: int):
+    """An argparse type: an int >= ``minimum``, else argparse's usual error naming the argument."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
 
 
 def _prepare(args) -> int:
-    from .ffpp import prepare_ffpp, prepare_folder
-
     if bool(args.ffpp) == bool(args.folder):
         print("prepare: give exactly one of --ffpp ROOT or --folder ROOT", file=sys.stderr)
         return 2
     if args.ffpp:
-        methods = args.methods.split(",") if args.methods else None
-        kw = {"methods": methods} if methods else {}
+        kw = {"methods": args.methods.split(",")} if args.methods is not None else {}
         index = prepare_ffpp(args.ffpp, args.out, num_frames=args.frames, size=args.size,
                              compression=args.compression, splits_dir=args.splits,
                              device=args.device, **kw)
@@ -26,8 +43,6 @@ def _prepare(args) -> int:
 
 
 def _demo_data(args) -> int:
-    from .demo import build_demo, build_ffpp_mini
-
     index = build_demo(args.out, size=args.size, frames_per_id=args.frames, seed=args.seed,
                        faces_dir=args.faces)
     print(f"index written: {index}")
@@ -38,12 +53,9 @@ def _demo_data(args) -> int:
 
 
 def _predict(args) -> int:
-    from .course import resolve_device, setup_offline
-    from .predict import run
-
     setup_offline()
     try:
-        return run(args.paths, args.checkpoint, args.json, args.heatmap, resolve_device(args.device), args.frames,
+        return predict.run(args.paths, args.checkpoint, args.json, args.heatmap, resolve_device(args.device), args.frames,
                    args.localize, args.localizer)
     except (FileNotFoundError, ValueError) as e:  # missing or wrong checkpoint
         print(f"error: {e}", file=sys.stderr)
@@ -51,9 +63,6 @@ def _predict(args) -> int:
 
 
 def _course(args) -> int:
-    from .course import project_root
-    from .runner import run_course
-
     results = run_course(project_root(), args.notebooks or None, timeout=args.timeout)
     return 0 if all(r["status"] == "pass" for r in results) else 1
 
@@ -67,19 +76,20 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--ffpp", metavar="ROOT", help="FaceForensics++ root (original_sequences/, ...)")
     q.add_argument("--folder", metavar="ROOT", help="plain dataset ROOT/<split>/{real,fake}/*.jpg")
     q.add_argument("--out", required=True, metavar="DIR")
-    q.add_argument("--frames", type=int, default=32, help="frames sampled per video (default 32)")
-    q.add_argument("--size", type=int, default=224, help="crop side in pixels (default 224)")
+    q.add_argument("--frames", type=whole_number(1), default=32, help="frames sampled per video (default 32)")
+    q.add_argument("--size", type=whole_number(8), default=224, help="crop side in pixels (default 224)")
     q.add_argument("--compression", default="c23", choices=["c0", "c23", "c40"])
     q.add_argument("--splits", metavar="DIR", help="folder with FF++'s official train/val/test.json")
-    q.add_argument("--methods", help="comma-separated FF++ methods (default: all five)")
+    q.add_argument("--methods", help="comma-separated FF++ methods, any case (default: all five: "
+                   "Deepfakes,Face2Face,FaceSwap,NeuralTextures,FaceShifter)")
     q.add_argument("--device", default="cpu", help="device for MTCNN (cpu, cuda)")
     q.set_defaults(func=_prepare)
 
     d = sub.add_parser("demo-data", help="build the embedded synthetic-forgery dataset",
                        description="Real public-domain faces + synthetic forgeries with exact masks.")
     d.add_argument("--out", required=True, metavar="DIR")
-    d.add_argument("--size", type=int, default=128, help="crop side (default 128)")
-    d.add_argument("--frames", type=int, default=3, help="views per identity (default 3)")
+    d.add_argument("--size", type=whole_number(16), default=128, help="crop side (default 128)")
+    d.add_argument("--frames", type=whole_number(1), default=3, help="views per identity (default 3)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--faces", metavar="DIR", help="use this folder of real face photos instead")
     d.add_argument("--videos", metavar="DIR", help="also write a mini FF++ tree of mp4 clips here")
@@ -93,7 +103,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "runs/checkpoints/detector_latest.pt)")
     r.add_argument("--json", action="store_true", help="print JSON instead of lines")
     r.add_argument("--heatmap", metavar="DIR", help="write a Grad-CAM overlay per face here")
-    r.add_argument("--frames", type=int, default=16, help="frames sampled per video (default 16)")
+    r.add_argument("--frames", type=whole_number(1), default=16, help="frames sampled per video (default 16)")
     r.add_argument("--localize", action="store_true", help="also predict a manipulation map per face "
                    "(the notebook-04 localizer); with --heatmap its overlay is written too")
     r.add_argument("--localizer", help="localizer checkpoint (default: runs/checkpoints/localizer_latest.pt)")
@@ -117,3 +127,12 @@ def main(argv=None) -> int:
     except BadInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # the file system refused: disk full, permissions, a path too long
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}. Check that the path exists, is writable "
+              "and has free space, then re-run (finished work is kept).", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; nothing half-written is left. Re-run the same command "
+              "(prepare skips the videos it already finished).", file=sys.stderr)
+        return 130
