@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-MARGIN = 1.3  # square crop side = 1.3 x the larger box side (DeepfakeBench convention)
+MARGIN = 1.3  # square crop side = 1.3 x the larger box side (FaceForensics++ get_boundingbox, scale=1.3)
 
 
 @dataclass

@@ -6,7 +6,8 @@ FF++ layout::
     ROOT/manipulated_sequences/<Method>/<comp>/videos/NNN_MMM.mp4
     ROOT/manipulated_sequences/<Method>/masks/videos/NNN_MMM.mp4     (optional)
 
-A fake ``NNN_MMM`` is target video ``NNN`` with the face of ``MMM``: it is frame-aligned
+A fake ``NNN_MMM`` is target video ``NNN`` changed with source ``MMM`` (MMM's face for
+Deepfakes, FaceSwap, FaceShifter; MMM's expressions for Face2Face, NeuralTextures): it is frame-aligned
 with original ``NNN``, so the aligned source of each fake crop is the same box cut
 from ``NNN``. Mask frames are cut with the fake's box too.
 Used in notebooks/01_data_prep.ipynb; ``python -m dfcourse prepare``.
