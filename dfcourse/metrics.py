@@ -220,6 +220,23 @@ def prior_rows(priors: dict, val, test, threshold_for=None) -> dict:
     return out
 
 
+def localization_table(results: dict, prior: str) -> tuple[list, list]:
+    """Header and rows of a localization table. ``results``: name -> ``(metrics at 0.5 or
+    None, metrics at the validation-chosen threshold)`` from :func:`localization_metrics`;
+    every row's gain is measured against ``results[prior]`` and its false-positive area on
+    real faces is at its own (validation-chosen) threshold."""
+    ref = results[prior][1]
+    header = ["map", "pixel AUC", "IoU@0.5", "IoU@val-best", "Dice@val-best", "FP area on reals",
+              f"AUC gain vs {prior}", f"IoU gain vs {prior}", "image AUC (logit)"]
+    rows = []
+    for name, (m05, mb) in results.items():
+        rows.append([name, f"{mb['pixel_auc']:.3f}", f"{m05['iou']:.3f}" if m05 else "-",
+                     f"{mb['iou']:.3f} @ {mb['threshold']:.2f}", f"{mb['dice']:.3f}", f"{mb['fp_area_real']:.3f}",
+                     f"{mb['pixel_auc'] - ref['pixel_auc']:+.3f}", f"{mb['iou'] - ref['iou']:+.3f}",
+                     f"{mb['image_auc_logit']:.3f}" if "image_auc_logit" in mb else "-"])
+    return header, rows
+
+
 def pointing_game(cam, mask) -> bool:
     """Is the map's maximum inside the (binary) ground-truth mask?"""
     cam, mask = np.asarray(cam), np.asarray(mask) > 0.5
