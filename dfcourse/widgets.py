@@ -6,22 +6,26 @@ Used in notebooks/04_residual_localization.ipynb and 05_gradcam_analysis.ipynb.
 """
 from __future__ import annotations
 
+import cv2
 import matplotlib.pyplot as plt
 import numpy as np
+from IPython.display import display
 
 from . import viz
 from .io import to_rgb_uint8
-from .metrics import dice, mask_iou
+from .metrics import dice, mask_iou, pointing_game
 
 
 def render_localization(images, gts, maps, titles, index: int = 0, threshold: float = 0.5):
-    """One example: image | ground truth | predicted map | thresholded overlay."""
-
+    """One example: image | ground truth | predicted map | thresholded overlay. A fake's
+    title gives IoU and Dice; a real face (empty ground truth) its false-positive area."""
     fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
     pred = maps[index] > threshold
+    gt = gts[index] > 0.5
     viz.localization_row(axes, images[index], gts[index], maps[index], threshold, titles[index])
-    fig.suptitle(f"IoU {mask_iou(pred, gts[index] > 0.5):.3f}   Dice {dice(pred, gts[index] > 0.5):.3f}   "
-                 f"(threshold {threshold:.2f})", fontsize=9)
+    score = (f"IoU {mask_iou(pred, gt):.3f}   Dice {dice(pred, gt):.3f}" if gt.any()
+             else f"real face: {100 * pred.mean():.1f}% flagged (false-positive area)")
+    fig.suptitle(f"{score}   (threshold {threshold:.2f})", fontsize=9)
     fig.tight_layout()
     return fig
 
@@ -30,8 +34,9 @@ def localization_explorer(images, gts, maps, titles, threshold: float = 0.5):
     """Example picker + threshold slider over cached predictions (no model calls)."""
     import ipywidgets as w
 
-    pick = w.IntSlider(value=0, min=0, max=len(images) - 1, description="example")
-    thr = w.FloatSlider(value=threshold, min=0.05, max=0.95, step=0.05, description="threshold")
+    pick = w.IntSlider(value=0, min=0, max=len(images) - 1, description="example", continuous_update=False)
+    thr = w.FloatSlider(value=threshold, min=0.05, max=0.95, step=0.05, description="threshold",
+                        continuous_update=False)
     out = w.interactive_output(lambda index, threshold: _show(render_localization(images, gts, maps, titles,
                                                                                   index, threshold)),
                                {"index": pick, "threshold": thr})
@@ -40,62 +45,82 @@ def localization_explorer(images, gts, maps, titles, threshold: float = 0.5):
 
 def _show(fig):
     """Display exactly this figure (``plt.show`` would flush every open figure into the widget)."""
-    from IPython.display import display
-
     display(fig)
     plt.close(fig)
 
 
 def render_cam(images, cams: dict, model: str, method: str, index: int = 0, alpha: float = 0.45,
-               threshold: float = 0.5, titles=None):
-    """One face: image | CAM overlay | CAM above ``threshold``; ``cams[(model, method)]``
-    holds the cached maps (N, H, W) in [0, 1]."""
-    import cv2
-
+               threshold: float = 0.5, titles=None, masks=None):
+    """One face: image (with its ground-truth mask when ``masks`` is given) | CAM overlay |
+    CAM above ``threshold``. ``cams[(model, method)]`` holds the cached maps (N, H, W) in
+    [0, 1]. With a mask, a fake's panel says its IoU and whether the CAM's maximum is in the
+    mask (pointing game); a real face's says how much of it the CAM flags."""
+    if (model, method) not in cams:
+        raise KeyError(f"no {method} maps for {model}; cached: {sorted(cams)}")
     img = images[index]
     cam = cams[(model, method)][index]
     if cam.shape != img.shape[:2]:
         cam = cv2.resize(cam, (img.shape[1], img.shape[0]))
+    flagged = cam > threshold
     fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.8))
-    axes[0].imshow(img)
-    axes[0].set_title(titles[index] if titles else f"face {index}", fontsize=8)
+    title = titles[index] if titles else f"face {index}"
+    if masks is not None and masks[index] is not None:
+        gt = cv2.resize(np.asarray(masks[index], np.float32), (img.shape[1], img.shape[0])) > 0.5
+        axes[0].imshow(viz.mask_overlay(img, gt.astype(np.float32)))
+        title += " | mask in red" if gt.any() else " | real: no mask"
+        score = (f"IoU {mask_iou(flagged, gt):.2f}, max {'in' if pointing_game(cam, gt) else 'outside'} mask"
+                 if gt.any() else f"{100 * flagged.mean():.0f}% of a real face flagged")
+    else:
+        axes[0].imshow(img)
+        score = f"{100 * flagged.mean():.0f}% of face"
+    axes[0].set_title(title, fontsize=8)
     axes[1].imshow(viz.overlay(img, cam, alpha))
     axes[1].set_title(f"{model}: {method}", fontsize=8)
-    axes[2].imshow(viz.mask_overlay(img, (cam > threshold).astype(np.float32)))
-    axes[2].set_title(f"CAM > {threshold:.2f} ({100 * (cam > threshold).mean():.0f}% of face)", fontsize=8)
+    axes[2].imshow(viz.mask_overlay(img, flagged.astype(np.float32)))
+    axes[2].set_title(f"CAM > {threshold:.2f}: {score}", fontsize=8)
     for ax in axes:
         ax.axis("off")
     fig.tight_layout()
     return fig
 
 
-def cam_explorer(images, cams: dict, titles=None):
+def cam_explorer(images, cams: dict, titles=None, masks=None, model=None, method=None, threshold: float = 0.5,
+                 alpha: float = 0.45):
     """Image slider, model and CAM-method dropdowns, overlay-alpha and threshold sliders.
-    Re-renders from the cached maps; nothing is recomputed on a slider move."""
+    Opens on ``(model, method, threshold)`` — pass the static figure's view — and offers
+    for each model only the methods cached for it. Re-renders from the cached maps."""
     import ipywidgets as w
 
-    models = sorted({m for m, _ in cams})
-    methods = sorted({k for _, k in cams})
-    index = w.IntSlider(value=0, min=0, max=len(images) - 1, description="image")
-    model = w.Dropdown(options=models, value=models[0], description="model")
-    method = w.Dropdown(options=methods, value=methods[0], description="CAM")
-    alpha = w.FloatSlider(value=0.45, min=0, max=1, step=0.05, description="alpha", continuous_update=False)
-    thr = w.FloatSlider(value=0.5, min=0.05, max=0.95, step=0.05, description="threshold", continuous_update=False)
+    by_model = {m: sorted(k for mm, k in cams if mm == m) for m in sorted({m for m, _ in cams})}
+    model = model if model in by_model else next(iter(by_model))
+    method = method if method in by_model[model] else by_model[model][0]
+    index = w.IntSlider(value=0, min=0, max=len(images) - 1, description="image", continuous_update=False)
+    model_w = w.Dropdown(options=list(by_model), value=model, description="model")
+    method_w = w.Dropdown(options=by_model[model], value=method, description="CAM")
+    alpha_w = w.FloatSlider(value=alpha, min=0, max=1, step=0.05, description="alpha", continuous_update=False)
+    thr = w.FloatSlider(value=threshold, min=0.05, max=0.95, step=0.05, description="threshold",
+                        continuous_update=False)
+
+    def on_model(change):  # keep the method if the new model has it, else its first
+        keep = method_w.value if method_w.value in by_model[change["new"]] else by_model[change["new"]][0]
+        method_w.options = by_model[change["new"]]
+        method_w.value = keep
+
+    model_w.observe(on_model, names="value")
 
     def show(index, model, method, alpha, threshold):
-        if (model, method) in cams:
-            _show(render_cam(images, cams, model, method, index, alpha, threshold, titles))
-        else:
-            print(f"no {method} maps cached for {model}")
+        if (model, method) in cams:  # skips the transient pair while the options change
+            _show(render_cam(images, cams, model, method, index, alpha, threshold, titles, masks))
 
-    out = w.interactive_output(show, {"index": index, "model": model, "method": method, "alpha": alpha,
+    out = w.interactive_output(show, {"index": index, "model": model_w, "method": method_w, "alpha": alpha_w,
                                       "threshold": thr})
-    return w.VBox([w.HBox([index, model, method]), w.HBox([alpha, thr]), out])
+    return w.VBox([w.HBox([index, model_w, method_w]), w.HBox([alpha_w, thr]), out])
 
 
-def handle_upload(content: bytes, name: str, predictor, max_faces: int = 4):
-    """What the upload demo shows for one file: ``(figure or None, message)``.
-    Never raises for bad input: a non-image or a face-less photo gets a plain message."""
+def handle_upload(content: bytes, name: str, predictor, max_faces: int = 4, about: str = ""):
+    """What the upload demo shows for one file: ``(figure or None, message)``; ``about``
+    (which model, pretrained or random weights, which mode) ends the message. Never raises
+    for bad input: a non-image or a face-less photo gets a plain message."""
     import io
 
     from PIL import Image, UnidentifiedImageError
@@ -123,26 +148,32 @@ def handle_upload(content: bytes, name: str, predictor, max_faces: int = 4):
         ax.axis("off")
     fig.tight_layout()
     lines = [f"face {k}: {f['label']} (p(fake) = {f['prob_fake']:.3f})" for k, f in enumerate(faces)]
-    return fig, f"{name}: " + "; ".join(lines)
+    return fig, f"{name}: " + "; ".join(lines) + (f" [{about}]" if about else "")
 
 
-def upload_demo(predictor):
-    """A FileUpload: each uploaded photo -> faces, label, confidence and a Grad-CAM per face."""
+def upload_demo(predictor, about: str = ""):
+    """A FileUpload: each uploaded photo -> faces, label, confidence and a Grad-CAM per face,
+    said with ``about`` (model, weights, mode). The upload is cleared once handled, so the
+    same file can be uploaded again and no photo stays in the saved widget state."""
     import ipywidgets as w
 
-    up = w.FileUpload(accept="image/*", multiple=False, description="upload a photo")
+    up = w.FileUpload(accept="image/*", multiple=False, description="Upload photo",
+                      layout=w.Layout(width="auto"))
     out = w.Output()
 
     def on_change(change):
+        if not change["new"]:
+            return  # our own clearing below
         out.clear_output()
         with out:
             for item in change["new"]:
                 name = item["name"] if isinstance(item, dict) else getattr(item, "name", "upload")
                 content = item["content"] if isinstance(item, dict) else item.content
-                fig, message = handle_upload(bytes(content), name, predictor)
+                fig, message = handle_upload(bytes(content), name, predictor, about=about)
                 print(message)
                 if fig is not None:
                     _show(fig)
+        up.value = ()
 
     up.observe(on_change, names="value")
     return w.VBox([up, out])

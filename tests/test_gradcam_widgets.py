@@ -71,11 +71,41 @@ def test_cam_widget_callbacks_render_headless(monkeypatch):
     monkeypatch.setattr(W, "_show", shown.append)
     imgs = [np.zeros((32, 32, 3), np.uint8)] * 3
     cams = {("ResNet18", "gradcam"): np.random.default_rng(0).random((3, 16, 16)),
-            ("CLIP", "eigencam"): np.zeros((3, 32, 32))}
+            ("ResNet18", "eigencam"): np.random.default_rng(1).random((3, 16, 16)),
+            ("CLIP", "eigencam"): np.zeros((3, 32, 32)),
+            ("Localizer", "supervised map"): np.stack([0.05 + 0.9 * np.pad(np.ones((16, 16)), 8)] * 3)}
+    masks = [np.zeros((32, 32)), np.pad(np.ones((16, 16)), 8), None]
     fig = render_cam(imgs, cams, "ResNet18", "gradcam", index=2, alpha=0.3, threshold=0.4)
     assert len(fig.axes) == 3 and "ResNet18: gradcam" in fig.axes[1].get_title()
-    box = cam_explorer(imgs, cams)
+    fig = render_cam(imgs, cams, "Localizer", "supervised map", index=1, threshold=0.5, masks=masks)
+    assert "IoU 1.00, max in mask" in fig.axes[2].get_title()
+    fig = render_cam(imgs, cams, "Localizer", "supervised map", index=0, threshold=0.5, masks=masks)
+    assert "25% of a real face flagged" in fig.axes[2].get_title()
+    fig = render_cam(imgs, {("c", "m"): np.ones((3, 32, 32))}, "c", "m", index=1, masks=masks)
+    assert "max outside mask" in fig.axes[2].get_title()  # a constant map's argmax is a corner
+    with pytest.raises(KeyError, match="no gradcam maps for CLIP"):
+        render_cam(imgs, cams, "CLIP", "gradcam")
+    # opens on the view it is given (the static figure's), with the notebook's threshold
+    box = cam_explorer(imgs, cams, masks=masks, model="ResNet18", method="eigencam", threshold=0.3)
     index, model, method = box.children[0].children
+    alpha, thr = box.children[1].children
+    assert (model.value, method.value, thr.value) == ("ResNet18", "eigencam", 0.3)
+    assert all(not c.continuous_update for c in (index, alpha, thr))
+    assert "ResNet18: eigencam" in shown[-1].axes[1].get_title()
+    # only combinations that exist: switching model offers that model's methods
     n0 = len(shown)
-    model.value, method.value, index.value = "CLIP", "eigencam", 1  # every control re-renders
-    assert len(shown) > n0 and "CLIP: eigencam" in shown[-1].axes[1].get_title()
+    model.value = "Localizer"
+    assert list(method.options) == ["supervised map"] and method.value == "supervised map"
+    model.value = "ResNet18"
+    assert list(method.options) == ["eigencam", "gradcam"]
+    for control, value in ((index, 1), (alpha, 0.8), (thr, 0.6), (method, "gradcam")):
+        n = len(shown)
+        control.value = value  # every control re-renders
+        assert len(shown) > n
+    assert len(shown) > n0 and "ResNet18: gradcam" in shown[-1].axes[1].get_title()
+    assert "CAM > 0.60" in shown[-1].axes[2].get_title()
+
+
+def test_upload_message_says_model_weights_and_mode(predictor, astronaut):
+    _, msg = handle_upload(_png(astronaut), "astro.png", predictor, about="ResNet18, random init, quick mode")
+    assert msg.endswith("[ResNet18, random init, quick mode]")

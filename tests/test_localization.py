@@ -123,3 +123,5 @@ def test_widget_callback_renders_headless(monkeypatch):
     box.children[0].children[0].value = 1
     box.children[0].children[1].value = 0.9  # move the threshold slider: the callback re-renders
     assert "threshold 0.90" in shown[-1]._suptitle.get_text() and "IoU 0.000" in shown[-1]._suptitle.get_text()
+    fig = render_localization(imgs, gts, maps, ["a", "b"], index=0, threshold=0.5)  # a real face
+    assert "real face: 0.0% flagged" in fig._suptitle.get_text() and "IoU" not in fig._suptitle.get_text()
