@@ -266,5 +266,6 @@ def head_loss(head, batch):
 @torch.no_grad()
 def head_probs(head, features, batch_size: int = 256) -> np.ndarray:
     head.eval()
-    return torch.cat([torch.sigmoid(head(features[i:i + batch_size]).float()[:, 0])
+    device = next(head.parameters()).device
+    return torch.cat([torch.sigmoid(head(features[i:i + batch_size].to(device)).float()[:, 0]).cpu()
                       for i in range(0, len(features), batch_size)]).numpy()

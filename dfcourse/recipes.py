@@ -8,20 +8,27 @@ Used in notebooks 02, 03, 04 and 05.
 """
 from __future__ import annotations
 
+import copy
+
+import numpy as np
 import torch
 from torch.utils.data import TensorDataset
 
 from . import clip_peft as cp
+from .clip_tuning import CoOpHead, add_lora
+from .datasets import FaceDataset
 from .experiments import balance, run_detector
 from .index import read_index
 from .localization import LocalizationDataset, ResNetLocalizer, make_loss
-from .train import TrainConfig, fit
+from .train import TrainConfig, fit, predict_probs
 
 # The parameters cells of notebooks 02, 03 and 04 (names lower-cased).
 NB02 = dict(pretrained=True, size=224, num_epochs=10, batch_size=32, lr_full=1e-4, patience=3,
             quick_size=96, quick_epochs=3, quick_max_per_class=225)
 NB03 = dict(clip_model="ViT-B-32", clip_pretrained="openai", train_method="auto", cross_method="auto",
-            adapter_hidden=64, head_epochs=50, head_lr=1e-3, batch_size=64, patience=8, quick_max_per_class=150)
+            adapter_hidden=64, head_epochs=50, head_lr=1e-3, batch_size=64, patience=8, quick_max_per_class=150,
+            coop_context=4, lora_rank=4, lora_epochs=5, lora_lr=5e-4, quick_lora_per_class=16, quick_lora_epochs=2,
+            quick_lora_eval=48)
 NB04 = dict(pretrained=True, target="residual", residual_threshold=0.05, residual_blur=1.0, map_weight=1.0,
             size=224, num_epochs=10, lr=1e-4, batch_size=32, patience=3, quick_size=96, quick_epochs=4,
             quick_max_per_class=225)
@@ -96,6 +103,50 @@ def train_head(course, kind: str, text, feats: dict, labels: dict, fresh: bool =
     run = fit(head, ds["train"], ds["val"], head_config(course, **params), course.runs / "03_clip_peft" / kind,
               loss_fn=cp.head_loss, name=f"CLIP {kind}", fresh=fresh)
     return head, run
+
+
+def train_coop(course, clip, tokenizer, feats: dict, labels: dict, fresh: bool = False, **params):
+    """CoOp: learned prompt context on the cached features. Returns ``(head, fit result)``."""
+    p = _params(NB03, params)
+    torch.manual_seed(course.seed)
+    head = CoOpHead(clip, tokenizer, n_ctx=p["coop_context"])
+    ds = {k: TensorDataset(feats[k], labels[k], torch.arange(len(labels[k]))) for k in ("train", "val")}
+    cfg = TrainConfig(**{**vars(head_config(course, **params)), "device": course.device})
+    run = fit(head, ds["train"], ds["val"], cfg, course.runs / "03_clip_peft" / "coop", loss_fn=cp.head_loss,
+              name="CLIP CoOp", fresh=fresh)
+    return head, run
+
+
+def lora_sets(course, data: dict, **params) -> dict:
+    """The sets LoRA trains and is scored on: all of ``data`` in full mode; in quick mode a
+    balanced subset for train and val and a seeded subset of each test set (it re-runs
+    the ViT for every face, every epoch)."""
+    p = _params(NB03, params)
+    if not course.quick:
+        return dict(data)
+    rng = np.random.default_rng(course.seed)
+    n = p["quick_lora_eval"]
+    pick = {k: sorted(rng.choice(len(v), min(n, len(v)), replace=False)) for k, v in data.items()}
+    return {"train": balance(data["train"], course.seed, p["quick_lora_per_class"]),
+            "val": balance(data["val"], course.seed, p["quick_lora_per_class"]),
+            **{k: [data[k][i] for i in pick[k]] for k in ("test", "cross")}}
+
+
+def train_lora(course, clip, text, sets: dict, fresh: bool = False, **params):
+    """LoRA on CLIP's vision tower plus a linear head, end to end on images (no feature
+    cache). Returns ``(net, fit result, probs per set)``; ``clip`` itself is not changed."""
+    p = _params(NB03, params)
+    torch.manual_seed(course.seed)
+    net = cp.ClipDetector(copy.deepcopy(clip), cp.ClipHead("linear", text.shape[1], text, p["adapter_hidden"]))
+    add_lora(net.clip.visual, r=p["lora_rank"])
+    net.regime = "lora"  # gradients flow through the image encoder (into the LoRA matrices only)
+    size = net.input_size
+    cfg = TrainConfig(num_epochs=p["quick_lora_epochs"] if course.quick else p["lora_epochs"], batch_size=16,
+                      lr=p["lora_lr"], patience=p["patience"], seed=course.seed, device=course.device)
+    run = fit(net, FaceDataset(sets["train"], size), FaceDataset(sets["val"], size), cfg,
+              course.runs / "03_clip_peft" / "lora", name="CLIP LoRA", fresh=fresh)
+    probs = {k: predict_probs(net, FaceDataset(v, size), 32, course.device) for k, v in sets.items() if k != "train"}
+    return net, run, probs
 
 
 def encode_sets(course, net, data: dict, model_name: str, batch_size: int = 64):
