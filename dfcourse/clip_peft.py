@@ -20,7 +20,7 @@ import numpy as np
 import open_clip
 import torch
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: they also read cleanly in executed (nbconvert) copies
 
 from .cam import vit_grid, vit_reshape_transform
 from .course import setup_offline

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
+from tqdm import tqdm  # text bars: they also read cleanly in executed (nbconvert) copies
 
 from .io import atomic_path
 from .runs import fingerprint, run_folder, run_identity

@@ -7,6 +7,7 @@ Used in notebooks/04_residual_localization.ipynb and 05_gradcam_analysis.ipynb.
 from __future__ import annotations
 
 import cv2
+import ipywidgets as w
 import matplotlib.pyplot as plt
 import numpy as np
 from IPython.display import display
@@ -14,6 +15,14 @@ from IPython.display import display
 from . import viz
 from .io import to_rgb_uint8
 from .metrics import dice, mask_iou, pointing_game
+
+
+class Explorer(w.VBox):
+    """A VBox whose plain-text form (what an executed copy shows where no widget can run)
+    says what it is, instead of ``VBox(children=(...))``."""
+
+    def __repr__(self):
+        return "[interactive explorer: open this notebook in Jupyter and run it to use the controls]"
 
 
 def render_localization(images, gts, maps, titles, index: int = 0, threshold: float = 0.5):
@@ -32,15 +41,13 @@ def render_localization(images, gts, maps, titles, index: int = 0, threshold: fl
 
 def localization_explorer(images, gts, maps, titles, threshold: float = 0.5):
     """Example picker + threshold slider over cached predictions (no model calls)."""
-    import ipywidgets as w
-
     pick = w.IntSlider(value=0, min=0, max=len(images) - 1, description="example", continuous_update=False)
     thr = w.FloatSlider(value=threshold, min=0.05, max=0.95, step=0.05, description="threshold",
                         continuous_update=False)
     out = w.interactive_output(lambda index, threshold: _show(render_localization(images, gts, maps, titles,
                                                                                   index, threshold)),
                                {"index": pick, "threshold": thr})
-    return w.VBox([w.HBox([pick, thr]), out])
+    return Explorer([w.HBox([pick, thr]), out])
 
 
 def _show(fig):
@@ -89,8 +96,6 @@ def cam_explorer(images, cams: dict, titles=None, masks=None, model=None, method
     """Image slider, model and CAM-method dropdowns, overlay-alpha and threshold sliders.
     Opens on ``(model, method, threshold)`` — pass the static figure's view — and offers
     for each model only the methods cached for it. Re-renders from the cached maps."""
-    import ipywidgets as w
-
     by_model = {m: sorted(k for mm, k in cams if mm == m) for m in sorted({m for m, _ in cams})}
     model = model if model in by_model else next(iter(by_model))
     method = method if method in by_model[model] else by_model[model][0]
@@ -114,7 +119,7 @@ def cam_explorer(images, cams: dict, titles=None, masks=None, model=None, method
 
     out = w.interactive_output(show, {"index": index, "model": model_w, "method": method_w, "alpha": alpha_w,
                                       "threshold": thr})
-    return w.VBox([w.HBox([index, model_w, method_w]), w.HBox([alpha_w, thr]), out])
+    return Explorer([w.HBox([index, model_w, method_w]), w.HBox([alpha_w, thr]), out])
 
 
 def handle_upload(content: bytes, name: str, predictor, max_faces: int = 4, about: str = ""):
@@ -155,8 +160,6 @@ def upload_demo(predictor, about: str = ""):
     """A FileUpload: each uploaded photo -> faces, label, confidence and a Grad-CAM per face,
     said with ``about`` (model, weights, mode). The upload is cleared once handled, so the
     same file can be uploaded again and no photo stays in the saved widget state."""
-    import ipywidgets as w
-
     up = w.FileUpload(accept="image/*", multiple=False, description="Upload photo",
                       layout=w.Layout(width="auto"))
     out = w.Output()
@@ -176,4 +179,4 @@ def upload_demo(predictor, about: str = ""):
         up.value = ()
 
     up.observe(on_change, names="value")
-    return w.VBox([up, out])
+    return Explorer([up, out])

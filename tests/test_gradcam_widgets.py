@@ -109,3 +109,12 @@ def test_cam_widget_callbacks_render_headless(monkeypatch):
 def test_upload_message_says_model_weights_and_mode(predictor, astronaut):
     _, msg = handle_upload(_png(astronaut), "astro.png", predictor, about="ResNet18, random init, quick mode")
     assert msg.endswith("[ResNet18, random init, quick mode]")
+
+
+def test_explorers_read_cleanly_as_text():
+    """An executed copy keeps a widget's text/plain form: it must say what it is."""
+    from dfcourse.widgets import localization_explorer
+
+    box = localization_explorer([np.zeros((8, 8, 3), np.uint8)], [np.zeros((8, 8))], [np.zeros((8, 8))], ["a"])
+    text = box._repr_mimebundle_()["text/plain"] if hasattr(box, "_repr_mimebundle_") else repr(box)
+    assert "interactive explorer" in text and "VBox(" not in text
