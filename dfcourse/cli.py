@@ -13,12 +13,16 @@ def _prepare(args) -> int:
     if bool(args.ffpp) == bool(args.folder):
         print("prepare: give exactly one of --ffpp ROOT or --folder ROOT", file=sys.stderr)
         return 2
+    if args.workers is not None and args.workers < 0:
+        print(f"prepare: --workers must be 0 or more, got {args.workers}", file=sys.stderr)
+        return 2
     if args.ffpp:
         methods = args.methods.split(",") if args.methods else None
         kw = {"methods": methods} if methods else {}
         index = prepare_ffpp(args.ffpp, args.out, num_frames=args.frames, size=args.size,
                              compression=args.compression, splits_dir=args.splits,
-                             device=args.device, **kw)
+                             device=args.device, workers=args.workers,
+                             reuse_tracks=not args.no_reuse, **kw)
     else:
         index = prepare_folder(args.folder, args.out, size=args.size)
     print(f"index written: {index}")
@@ -73,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--splits", metavar="DIR", help="folder with FF++'s official train/val/test.json")
     q.add_argument("--methods", help="comma-separated FF++ methods (default: all five)")
     q.add_argument("--device", default="cpu", help="device for MTCNN (cpu, cuda)")
+    q.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="processes that decode and crop videos (default: one per core; 0: none)")
+    q.add_argument("--no-reuse", action="store_true",
+                   help="detect every fake afresh instead of reusing its original's face track")
     q.set_defaults(func=_prepare)
 
     d = sub.add_parser("demo-data", help="build the embedded synthetic-forgery dataset",
