@@ -141,7 +141,7 @@ def crop_row(vdir, idx: int, frame, square, size: int, source=None, source_file=
     elif source is not None:
         row["source_path"] = str(save_image(vdir / f"{idx:04d}_source.png", crop(source, square, size)))
     if mask is not None:
-        m = crop(mask.max(-1), square, size)
+        m = crop(np.maximum(np.maximum(mask[..., 0], mask[..., 1]), mask[..., 2]), square, size)  # = max(-1), ~10x faster
         row["mask_path"] = str(save_image(vdir / f"{idx:04d}_mask.png",
                                           np.where(m > 127, 255, 0).astype(np.uint8)))
     return row
