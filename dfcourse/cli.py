@@ -7,18 +7,29 @@ import sys
 from .io import BadInputError
 
 
+def whole_number(minimum: int):
+    """An argparse type: an int >= ``minimum``, else argparse's usual error naming the argument."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"whole number >= {minimum}"
+    return parse
+
+
 def _prepare(args) -> int:
     from .ffpp import prepare_ffpp, prepare_folder
 
     if bool(args.ffpp) == bool(args.folder):
         print("prepare: give exactly one of --ffpp ROOT or --folder ROOT", file=sys.stderr)
         return 2
-    if args.workers is not None and args.workers < 0:
-        print(f"prepare: --workers must be 0 or more, got {args.workers}", file=sys.stderr)
-        return 2
     if args.ffpp:
-        methods = args.methods.split(",") if args.methods else None
-        kw = {"methods": methods} if methods else {}
+        kw = {"methods": args.methods.split(",")} if args.methods is not None else {}
         index = prepare_ffpp(args.ffpp, args.out, num_frames=args.frames, size=args.size,
                              compression=args.compression, splits_dir=args.splits,
                              device=args.device, workers=args.workers,
@@ -71,13 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--ffpp", metavar="ROOT", help="FaceForensics++ root (original_sequences/, ...)")
     q.add_argument("--folder", metavar="ROOT", help="plain dataset ROOT/<split>/{real,fake}/*.jpg")
     q.add_argument("--out", required=True, metavar="DIR")
-    q.add_argument("--frames", type=int, default=32, help="frames sampled per video (default 32)")
-    q.add_argument("--size", type=int, default=224, help="crop side in pixels (default 224)")
+    q.add_argument("--frames", type=whole_number(1), default=32, help="frames sampled per video (default 32)")
+    q.add_argument("--size", type=whole_number(8), default=224, help="crop side in pixels (default 224)")
     q.add_argument("--compression", default="c23", choices=["c0", "c23", "c40"])
     q.add_argument("--splits", metavar="DIR", help="folder with FF++'s official train/val/test.json")
-    q.add_argument("--methods", help="comma-separated FF++ methods (default: all five)")
+    q.add_argument("--methods", help="comma-separated FF++ methods, any case (default: all five: "
+                   "Deepfakes,Face2Face,FaceSwap,NeuralTextures,FaceShifter)")
     q.add_argument("--device", default="cpu", help="device for MTCNN (cpu, cuda)")
-    q.add_argument("--workers", type=int, default=None, metavar="N",
+    q.add_argument("--workers", type=whole_number(0), default=None, metavar="N",
                    help="processes that decode and crop videos (default: one per core; 0: none)")
     q.add_argument("--no-reuse", action="store_true",
                    help="detect every fake afresh instead of reusing its original's face track")
@@ -86,8 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo-data", help="build the embedded synthetic-forgery dataset",
                        description="Real public-domain faces + synthetic forgeries with exact masks.")
     d.add_argument("--out", required=True, metavar="DIR")
-    d.add_argument("--size", type=int, default=128, help="crop side (default 128)")
-    d.add_argument("--frames", type=int, default=3, help="views per identity (default 3)")
+    d.add_argument("--size", type=whole_number(16), default=128, help="crop side (default 128)")
+    d.add_argument("--frames", type=whole_number(1), default=3, help="views per identity (default 3)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--faces", metavar="DIR", help="use this folder of real face photos instead")
     d.add_argument("--videos", metavar="DIR", help="also write a mini FF++ tree of mp4 clips here")
@@ -101,7 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "runs/checkpoints/detector_latest.pt)")
     r.add_argument("--json", action="store_true", help="print JSON instead of lines")
     r.add_argument("--heatmap", metavar="DIR", help="write a Grad-CAM overlay per face here")
-    r.add_argument("--frames", type=int, default=16, help="frames sampled per video (default 16)")
+    r.add_argument("--frames", type=whole_number(1), default=16, help="frames sampled per video (default 16)")
     r.add_argument("--localize", action="store_true", help="also predict a manipulation map per face "
                    "(the notebook-04 localizer); with --heatmap its overlay is written too")
     r.add_argument("--localizer", help="localizer checkpoint (default: runs/checkpoints/localizer_latest.pt)")
@@ -125,3 +137,12 @@ def main(argv=None) -> int:
     except BadInputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
+    except OSError as e:  # the file system refused: disk full, permissions, a path too long
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"error: {where}{e.strerror or e}. Check that the path exists, is writable "
+              "and has free space, then re-run (finished work is kept).", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; nothing half-written is left. Re-run the same command "
+              "(prepare skips the videos it already finished).", file=sys.stderr)
+        return 130

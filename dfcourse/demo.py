@@ -20,7 +20,8 @@ from tqdm.auto import tqdm
 from . import synth
 from .faces import FaceDetector, square_box
 from .index import split_groups, write_index
-from .io import IMAGE_EXTS, BadInputError, SkipLog, list_files, read_image, save_image
+from .io import (IMAGE_EXTS, BadInputError, SkipLog, check_positive, list_files, make_out_dir, read_image,
+                 remove_stale_temp, save_image, short_hash)
 from .video import write_video
 
 # Where the five landmarks sit in a tightly cropped, aligned face (fraction of side).
@@ -77,22 +78,32 @@ def builtin_identities(detector, num_lfw: int = 100) -> list[Identity]:
     return out
 
 
-def folder_identities(folder, detector, skipped: SkipLog) -> list[Identity]:
-    """Every image in ``folder`` with a detectable face becomes an identity (its file stem)."""
-    out = []
-    files = list_files(folder, IMAGE_EXTS)
+def folder_identities(folder, detector, skipped: SkipLog, exclude=None) -> list[Identity]:
+    """Every image in ``folder`` with a detectable face becomes an identity, named by its
+    file stem's letters and digits; when two files give one name (``with spaces.jpg`` and
+    ``withspaces.jpg``) the later one gets a short hash of its path appended.
+    Files inside ``exclude`` (the output folder) are not read."""
+    out, taken = [], set()
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise BadInputError(f"--faces {folder}: no such folder. Point --faces at a folder of real face photos.")
+    files = list_files(folder, IMAGE_EXTS, skipped, exclude=exclude)
     if not files:
         raise BadInputError(f"{folder}: no images (.jpg/.png/...) found. Point --faces at a folder "
                             "of real face photos.")
     for p in tqdm(files, desc="real faces", leave=False):
+        name = re.sub(r"[^A-Za-z0-9]", "", p.stem)[:40] or "face"
+        if name in taken:
+            name += short_hash(p.relative_to(folder).as_posix(), 6)
         try:
-            ident = _from_image(re.sub(r"[^A-Za-z0-9]", "", p.stem) or "face", read_image(p), detector)
+            ident = _from_image(name, read_image(p), detector)
         except BadInputError as e:
             skipped.add(p, str(e))
             continue
         if ident is None:
             skipped.add(p, "no face found")
         else:
+            taken.add(name)
             out.append(ident)
     return out
 
@@ -132,11 +143,14 @@ def build_demo(out, size: int = 128, frames_per_id: int = 3, seed: int = 0, face
     Identities are split first (72/14/14); a swap's donor comes from the target's split,
     so no identity crosses splits. ``video_id`` is the target identity.
     """
-    out = Path(out)
+    size, frames_per_id = check_positive("--size", size, 16), check_positive("--frames", frames_per_id)
+    out = make_out_dir(out)
+    remove_stale_temp(out)
     rng = np.random.default_rng(seed)
     detector = FaceDetector(device=device)
     skipped = SkipLog()
-    idents = folder_identities(faces_dir, detector, skipped) if faces_dir else builtin_identities(detector, num_lfw)
+    idents = (folder_identities(faces_dir, detector, skipped, exclude=out) if faces_dir
+              else builtin_identities(detector, num_lfw))
     if len(idents) < 3:
         raise BadInputError(f"only {len(idents)} usable faces; the demo needs at least 3 identities.")
     split = split_groups([i.name for i in idents], seed=seed)
@@ -186,7 +200,7 @@ def build_ffpp_mini(root, num_frames: int = 8, frame_size: int = 256, seed: int 
                     compression: str = "c23", device="cpu", methods=("FaceSwap", "NeuralTextures")) -> Path:
     """A miniature FF++ tree: 6 originals; fakes of each of ``methods`` for the pairs
     000_001, 002_003, 004_005 both ways, with mask videos. Faces drift a little per frame."""
-    root = Path(root)
+    root = make_out_dir(root, "--videos")
     rng = np.random.default_rng(seed)
     detector = FaceDetector(device=device)
     idents = {i.name: i for i in builtin_identities(detector, num_lfw=3)}

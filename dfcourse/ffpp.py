@@ -16,6 +16,7 @@ Used in notebooks/01_data_prep.ipynb; ``python -m dfcourse prepare``.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, wait
@@ -27,7 +28,8 @@ from tqdm.auto import tqdm
 
 from .faces import FaceDetector, face_track, square_box
 from .index import FRACTIONS, SPLITS, split_groups, write_index
-from .io import IMAGE_EXTS, BadInputError, SkipLog, atomic_path, list_files, read_image, save_image
+from .io import (IMAGE_EXTS, BadInputError, SkipLog, atomic_path, check_positive, list_files, make_out_dir,
+                 read_image, remove_stale_temp, safe_stem, save_image, short_hash)
 from .tracks import FaceCheck, Track, choose_face, crop_row, load_track, reuse_track, save_track, settle
 from .video import read_frames
 from .workers import Workers, default_workers
@@ -36,6 +38,19 @@ METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter"
 LAYOUT_HELP = ("expected ROOT/original_sequences/youtube/<c0|c23|c40>/videos/NNN.mp4 and "
                "ROOT/manipulated_sequences/<Method>/<comp>/videos/NNN_MMM.mp4 "
                "(the layout FF++'s download script writes)")
+DOWNLOAD_HELP = "FF++'s download script: download-FaceForensics.py ROOT -d {method} -c {comp} -t {kind}"
+
+
+def resolve_methods(names) -> tuple[str, ...]:
+    """FF++ method names matched case-insensitively (``deepfakes`` -> ``Deepfakes``);
+    an unknown name raises :class:`BadInputError` listing the valid ones."""
+    by_lower = {m.lower(): m for m in METHODS}
+    names = [str(n).strip() for n in names if str(n).strip()]
+    unknown = [n for n in names if n.lower() not in by_lower]
+    if unknown or not names:
+        what = f"unknown FF++ method(s) {', '.join(unknown)}" if unknown else "no method named"
+        raise BadInputError(f"--methods: {what}; choose from {', '.join(METHODS)} (comma-separated, any case).")
+    return tuple(dict.fromkeys(by_lower[n.lower()] for n in names))
 
 
 def discover(root, compression: str = "c23", methods=METHODS) -> dict:
@@ -53,17 +68,33 @@ def discover(root, compression: str = "c23", methods=METHODS) -> dict:
     originals = {p.stem: p for p in sorted(orig_dir.glob("*.mp4"))}
     if not originals:
         raise BadInputError(f"{orig_dir}: no .mp4 videos; {LAYOUT_HELP}.")
-    fakes = []
+    fakes, absent, unmasked = [], [], []
     for method in methods:
         vdir = root / "manipulated_sequences" / method / compression / "videos"
         mdir = root / "manipulated_sequences" / method / "masks" / "videos"
+        found = []
         for p in sorted(vdir.glob("*.mp4")):
             parts = p.stem.split("_")
             if len(parts) != 2:
                 continue
             mask = mdir / p.name
-            fakes.append((method, parts[0], parts[1], p, mask if mask.is_file() else None))
-    return {"originals": originals, "fakes": fakes}
+            found.append((method, parts[0], parts[1], p, mask if mask.is_file() else None))
+        if not found:
+            absent.append(method)
+        elif not any(f[4] for f in found):
+            unmasked.append(method)
+        fakes += found
+    return {"originals": originals, "fakes": fakes, "absent_methods": absent, "methods_without_masks": unmasked}
+
+
+def describe_missing(found, compression: str = "c23") -> list[str]:
+    """One line per FF++ method that is absent or has no mask videos, saying what to download."""
+    lines = [f"{m}: no videos (to add them: {DOWNLOAD_HELP.format(method=m, comp=compression, kind='videos')})"
+             for m in found.get("absent_methods", [])]
+    lines += [f"{m}: no mask videos, so no ground-truth masks (to add them: "
+              f"{DOWNLOAD_HELP.format(method=m, comp=compression, kind='masks')})"
+              for m in found.get("methods_without_masks", [])]
+    return lines
 
 
 def official_splits(splits_dir) -> dict:
@@ -77,9 +108,15 @@ def official_splits(splits_dir) -> dict:
                                 "from the FaceForensics++ repository (dataset/splits).")
         try:
             pairs = json.loads(path.read_text())
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise BadInputError(f"{path}: not valid JSON ({e}).") from e
+        ok = isinstance(pairs, list) and all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(x, (str, int)) for x in p) for p in pairs)
+        if not ok:
+            raise BadInputError(f"{path}: expected a JSON list of [target, source] pairs such as "
+                                '[["953", "974"], ...] (FF++\'s dataset/splits files), got something else.')
         for a, b in pairs:
+            a, b = (f"{x:03d}" if isinstance(x, int) else x for x in (a, b))
             for vid in (a, b, f"{a}_{b}", f"{b}_{a}"):
                 out[vid] = split
     return out
@@ -161,20 +198,30 @@ def prepare_ffpp(root, out, num_frames: int = 32, size: int = 224, compression: 
     ``out/prepare_stats.json``. Workers are spawned processes: in a script of your own,
     call this under ``if __name__ == "__main__":`` (notebooks and the CLI need nothing).
     """
-    out = Path(out)
+    num_frames, size = check_positive("--frames", num_frames), check_positive("--size", size, 8)
+    workers = default_workers() if workers is None else check_positive("--workers", workers, 0)
+    methods = resolve_methods(methods)
     found = discover(root, compression, methods)
     originals, fakes = found["originals"], found["fakes"]
     split = official_splits(splits_dir) if splits_dir else pair_splits(originals, fakes, seed)
+    for line in describe_missing(found, compression):
+        print(line)
+    out = make_out_dir(out)
+    remove_stale_temp(out)  # left by a run that was killed
     jobs = [VideoJob("original", v, v, p, None, None, out / "crops" / "original" / v) for v, p in originals.items()]
     jobs += [VideoJob(m, f"{t}_{s}", t, p, originals.get(t), mp, out / "crops" / m / f"{t}_{s}")
              for m, t, s, p, mp in fakes]
-    workers = default_workers() if workers is None else workers
     detector = FaceDetector(device=device)
     check = FaceCheck() if reuse_tracks else None
     results, errors, job_track = {}, {}, {}  # by job number
     original_job = {j.vid: k for k, j in enumerate(jobs) if j.method == "original"}
     detect_q, reuse_q, waiting = deque(), deque(), {}
     stats = Counter(dict.fromkeys(["frames", "resumed", "reused", "check_failed", "no_track"], 0))
+    skipped = SkipLog()
+
+    def state(job):  # what a finished video's done.json must match to be resumed
+        return dict(format=2, num_frames=num_frames, size=size, source=job.source is not None,
+                    mask=job.mask is not None)
 
     def release(t):  # original t is finished: its fakes reuse its track, or are detected
         track = _stored_track(out, t) if original_job[t] in results else None
@@ -186,11 +233,12 @@ def prepare_ffpp(root, out, num_frames: int = 32, size: int = 224, compression: 
                 reuse_q.append(k)
 
     for k, job in enumerate(jobs):
-        done = job.vdir / "done.json"
         if job.vid not in split:
             errors[k] = f"video {job.vid} is in none of the given splits"
-        elif done.is_file():  # resumable: this video finished in an earlier run
-            results[k] = json.loads(done.read_text())
+            continue
+        done_rows = _load_done(job.vdir, state(job), skipped)
+        if done_rows is not None:  # resumable: this video finished in an earlier run
+            results[k] = done_rows
             stats["resumed"] += 1
         elif reuse_tracks and job.method != "original" and job.target in original_job:
             waiting.setdefault(job.target, []).append(k)
@@ -242,8 +290,7 @@ def prepare_ffpp(root, out, num_frames: int = 32, size: int = 224, compression: 
                         save_track(out / "tracks" / f"{job.vid}.json",
                                    Track({i: f for (i, _), f in zip(frames, faces)},
                                          {r["frame_idx"]: Path(r["path"]) for r in rows}, size))
-                    with atomic_path(job.vdir / "done.json") as tmp:
-                        tmp.write_text(json.dumps(rows))
+                    _save_done(job.vdir, state(job), rows)
                     results[k] = rows
                     stats["frames"] += n
                 if job.method == "original":
@@ -255,7 +302,7 @@ def prepare_ffpp(root, out, num_frames: int = 32, size: int = 224, compression: 
                  mtcnn_frames=detector.images_seen, videos=len(jobs))
     _report(stats, out)
 
-    skipped, rows = SkipLog(), []
+    rows = []
     for k in sorted(errors):
         skipped.add(jobs[k].path, errors[k])
     for k in sorted(results):
@@ -290,10 +337,64 @@ def _report(stats, out) -> None:
         tmp.write_text(json.dumps(dict(stats, frames_per_s=round(fps, 2)), indent=1))
 
 
+# Resume state: ``done.json`` in each video's crop folder records the settings it was made
+# with and its rows, with file names relative to that folder (so the output folder can be
+# moved). It is written last, so a video without it is redone from scratch.
+DONE = "done.json"
+_PATHS = ("path", "source_path", "mask_path")
+
+
+def _load_done(vdir, state, skipped) -> list | None:
+    """The rows of a video finished by an earlier run with the same settings, else None
+    (and the folder's old crops are removed). Rows whose crop files are gone are dropped
+    and listed in ``skipped``."""
+    done = vdir / DONE
+    try:
+        saved = json.loads(done.read_text())
+    except (OSError, ValueError):
+        saved = None
+    if not (isinstance(saved, dict) and saved.get("state") == state and isinstance(saved.get("rows"), list)):
+        _clear_video_dir(vdir)  # absent, unfinished, or made with other settings
+        return None
+    rows = []
+    for r in saved["rows"]:
+        r = dict(r, **{c: str(vdir / r[c]) if r.get(c) else "" for c in _PATHS})
+        gone = [r[c] for c in _PATHS if r[c] and not Path(r[c]).is_file()]
+        if gone:
+            skipped.add(gone[0], f"crop file missing (deleted after an earlier run); to redo this "
+                                 f"video delete {done}")
+        else:
+            rows.append(r)
+    return rows
+
+
+def _save_done(vdir, state, rows) -> None:
+    rel = [dict(r, **{c: os.path.relpath(r[c], vdir) if r.get(c) else "" for c in _PATHS}) for r in rows]
+    with atomic_path(vdir / DONE) as tmp:
+        tmp.write_text(json.dumps({"state": state, "rows": rel}))
+
+
+def _clear_video_dir(vdir) -> None:
+    """Remove what an unfinished or outdated run left in a video's crop folder."""
+    if vdir.is_dir():
+        for p in vdir.iterdir():
+            if p.is_file() and (p.suffix == ".png" or p.name == DONE):
+                p.unlink()
+
+
 def prepare_folder(root, out, size: int = 224) -> Path:
     """A plain dataset ``ROOT/<split>/{real,fake}/*.jpg|png`` (already face crops):
-    resized square copies plus the index. ``val`` may also be called ``valid``/``validation``."""
-    root, out = Path(root), Path(out)
+    resized square copies plus the index. ``val`` may also be called ``valid``/``validation``.
+
+    Each crop is named after its file plus a short hash of its path inside the class folder,
+    so ``a.jpg`` and ``a.png`` (or ``s1/x.jpg`` and ``s2/x.jpg``) stay two crops. An output
+    folder inside ``ROOT`` is never read as input."""
+    size = check_positive("--size", size, 8)
+    root = Path(root)
+    if not root.is_dir():
+        raise BadInputError(f"{root}: no such folder; expected ROOT/<train|val|test>/<real|fake>/*.jpg")
+    out = make_out_dir(out)
+    remove_stale_temp(out)
     aliases = {"train": ["train"], "val": ["val", "valid", "validation"], "test": ["test"]}
     skipped, rows = SkipLog(), []
     found_any = False
@@ -302,23 +403,35 @@ def prepare_folder(root, out, size: int = 224) -> Path:
         if sdir is None:
             continue
         for label, cls in ((0, "real"), (1, "fake")):
-            files = list_files(sdir / cls, IMAGE_EXTS) if (sdir / cls).is_dir() else []
+            cdir = sdir / cls
+            files = list_files(cdir, IMAGE_EXTS, skipped, exclude=out) if cdir.is_dir() else []
             found_any |= bool(files)
             for p in tqdm(files, desc=f"{split}/{cls}", leave=False):
-                dst = out / "crops" / split / cls / f"{p.stem}.png"
-                if not dst.is_file():
+                rel = p.relative_to(cdir).as_posix()
+                name = f"{safe_stem(p.stem)}-{short_hash(rel)}"
+                dst = out / "crops" / split / cls / f"{name}.png"
+                if not _crop_ok(dst, size):  # absent, or made with another --size
                     try:
                         img = read_image(p)
                     except BadInputError as e:
                         skipped.add(p, str(e))
                         continue
                     save_image(dst, _center_square(img, size))
-                vid = "".join(ch for ch in p.stem if ch.isalnum()) or "img"
                 rows.append(dict(path=dst, label=label, method="original" if label == 0 else "fake",
-                                 video_id=f"{split}{cls}{vid}", frame_idx=0, split=split))
+                                 video_id=f"{split}{cls}{name.replace('_', '')}", frame_idx=0, split=split))
     if not found_any:
         raise BadInputError(f"{root}: no images found; expected ROOT/<train|val|test>/<real|fake>/*.jpg")
     return _finish(rows, out, skipped)
+
+
+def _crop_ok(path, size) -> bool:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.size == (size, size)
+    except (OSError, ValueError):
+        return False
 
 
 def _center_square(img, size):

@@ -22,6 +22,7 @@ Used in notebooks/01_data_prep.ipynb and read by notebooks 02-05.
 from __future__ import annotations
 
 import csv
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -37,9 +38,14 @@ PATH_COLUMNS = ("path", "mask_path", "source_path")
 
 
 def write_index(rows, path) -> Path:
-    """Write rows (dicts with absolute or relative paths) atomically, paths made relative."""
+    """Write rows atomically, their paths made relative to the CSV's folder.
+
+    Paths in ``rows`` are file paths as the caller has them: absolute, or relative to the
+    current directory (a relative ``--out`` gives those); either way the CSV gets paths
+    relative to its own folder, so it still works after the folder is moved.
+    """
     path = Path(path)
-    root = path.parent.resolve()
+    root = os.path.abspath(path.parent)
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=COLUMNS)
         w.writeheader()
@@ -47,10 +53,14 @@ def write_index(rows, path) -> Path:
             r = {c: r.get(c, "") for c in COLUMNS}
             for c in PATH_COLUMNS:
                 if r[c]:
-                    p = Path(r[c])
-                    r[c] = str(p.resolve().relative_to(root)) if p.is_absolute() else str(p)
+                    r[c] = Path(os.path.relpath(os.path.abspath(r[c]), root)).as_posix()
             w.writerow(r)
     return path
+
+
+def missing_files(path) -> list[str]:
+    """Paths an index CSV lists that do not exist (empty is good): a check after any run."""
+    return [r[c] for r in read_index(path) for c in PATH_COLUMNS if r[c] and not Path(r[c]).is_file()]
 
 
 def read_index(path, split=None, methods=None) -> list[dict]:
@@ -129,3 +139,26 @@ def format_table(header, rows) -> str:
     line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths))  # noqa: E731
     return "\n".join([line([str(h) for h in header]), line(["-" * w for w in widths])]
                      + [line(r) for r in rows])
+
+
+def dataset_notes(rows) -> list[str]:
+    """What a small or partial dataset lacks, one line each with what to do: empty splits,
+    no fakes or no reals, fake methods without masks. Empty when nothing is missing."""
+    notes = []
+    if not rows:
+        return ["the index has no rows: nothing could be prepared (see skipped.csv beside it)."]
+    empty = [s for s in SPLITS if not any(r["split"] == s for r in rows)]
+    if empty:
+        notes.append(f"split(s) {', '.join(empty)} are empty: too few videos or identities to fill every "
+                     "split (each pair of linked videos stays in one split). Add more videos, or pass "
+                     "FF++'s official split files (SPLITS_DIR / --splits).")
+    for label, what in ((0, "real"), (1, "fake")):
+        if not any(r["label"] == label for r in rows):
+            notes.append(f"no {what} crops: a detector needs both classes. Add {what} videos or images.")
+    unmasked = sorted({r["method"] for r in rows if r["label"] == 1}
+                      - {r["method"] for r in rows if r["label"] == 1 and r["mask_path"]})
+    if unmasked:
+        notes.append(f"no ground-truth masks for {', '.join(unmasked)}: mask figures and pixel-level "
+                     "metrics skip them. For FF++ the masks are a separate download (`-t masks` in "
+                     "FF++'s download script).")
+    return notes

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import hashlib
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -18,6 +20,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff"}
 VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 MAX_SIDE = 4096  # larger images are downscaled on read; faces do not need more
+MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # ~179 MP: beyond this a file is refused as a decompression bomb
+TMP_MARK = ".dfctmp"  # temporary files are ``.<stem>.dfctmp<pid><suffix>``
 
 
 class BadInputError(ValueError):
@@ -33,13 +37,84 @@ def atomic_path(path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    # a short name: a long final name must not overflow the file-name limit here
+    tmp = path.with_name(f".{path.stem[:40]}{TMP_MARK}{os.getpid()}{path.suffix[:16]}")
     try:
         yield tmp
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def remove_stale_temp(folder) -> int:
+    """Delete temporary files under ``folder`` left by a writer that was killed (its process
+    is gone); returns how many. A run that was interrupted cleans up after itself this way."""
+    n = 0
+    for p in Path(folder).rglob(f"*{TMP_MARK}*"):
+        m = re.search(re.escape(TMP_MARK) + r"(\d+)", p.name)
+        if m and p.is_file() and not _alive(int(m.group(1))):
+            p.unlink(missing_ok=True)
+            n += 1
+    return n
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # ours, and not being written while we clean up
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def make_out_dir(path, what: str = "--out") -> Path:
+    """Create the output folder ``path`` (and parents) and check it is writable, or raise
+    :class:`BadInputError` saying why: a file in the way, a read-only place, ..."""
+    if not str(path).strip():
+        raise BadInputError(f"{what} is empty; give a folder path.")
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BadInputError(f"{what} {path}: this is a file, not a folder. Give a folder path "
+                            "(it is created if missing).")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f"{TMP_MARK}{os.getpid()}.probe"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise BadInputError(f"{what} {path}: cannot create or write this folder "
+                            f"({e.strerror or e}). Choose a writable folder.") from e
+    return path
+
+
+def check_positive(name: str, value, minimum: int = 1) -> int:
+    """``value`` as an int >= ``minimum``, else a :class:`BadInputError` naming the argument."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise BadInputError(f"{name} must be a whole number >= {minimum}, got {value!r}.")
+    return int(value)
+
+
+def short_hash(text, n: int = 8) -> str:
+    """A stable hex digest of ``text`` (to tell apart files with the same stem)."""
+    return hashlib.sha1(str(text).encode("utf-8", "surrogateescape")).hexdigest()[:n]
+
+
+def safe_stem(stem: str, limit: int = 60) -> str:
+    """``stem`` cut to ``limit`` characters of letters, digits, ``-`` and ``_`` (others become ``_``)."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", stem)[:limit] or "file"
+
+
+def is_inside(path, folder) -> bool:
+    """Whether ``path`` lies in ``folder`` (both resolved; symlinks followed)."""
+    try:
+        Path(path).resolve().relative_to(Path(folder).resolve())
+        return True
+    except ValueError:
+        return False
 
 
 def to_rgb_uint8(img: Image.Image) -> np.ndarray:
@@ -65,18 +140,22 @@ def read_image(path, max_side: int = MAX_SIDE) -> np.ndarray:
         raise BadInputError(f"{path}: no such file. Check the path.")
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # a legal large photo (e.g. 10000x9000) is fine: it is downscaled below; only
+            # beyond MAX_PIXELS does Pillow refuse it (DecompressionBombError)
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(path) as img:
+                if img.size[0] * img.size[1] > MAX_PIXELS:
+                    raise Image.DecompressionBombError(f"{img.size[0]}x{img.size[1]} pixels")
                 img.draft("RGB", (max_side, max_side))  # cheap JPEG downscale on decode
                 img.load()
                 img = ImageOps.exif_transpose(img)
                 if max(img.size) > max_side:
                     img.thumbnail((max_side, max_side))
                 arr = to_rgb_uint8(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+    except Image.DecompressionBombError as e:
         raise BadInputError(
-            f"{path}: image is too large to decode safely ({e}). Downscale it below "
-            f"{max_side}px a side first.") from e
+            f"{path}: image is too large to decode safely ({e}; the limit is {MAX_PIXELS:,} pixels). "
+            f"Downscale it below {max_side}px a side first.") from e
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
         raise BadInputError(
             f"{path}: cannot read this image ({e.__class__.__name__}: {e}). "
@@ -84,6 +163,15 @@ def read_image(path, max_side: int = MAX_SIDE) -> np.ndarray:
     if arr.shape[0] < 8 or arr.shape[1] < 8:
         raise BadInputError(f"{path}: image is only {arr.shape[1]}x{arr.shape[0]} px; use a larger one.")
     return arr
+
+
+def original_scale(path, arr) -> float:
+    """How many pixels of the file ``path`` one pixel of ``arr`` (its :func:`read_image`,
+    maybe downscaled) spans: multiply coordinates found in ``arr`` by this."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # read_image took it
+        with Image.open(path) as img:
+            return max(img.size) / max(arr.shape[:2])
 
 
 def save_image(path, arr: np.ndarray, quality: int = 95) -> Path:
@@ -95,10 +183,26 @@ def save_image(path, arr: np.ndarray, quality: int = 95) -> Path:
     return path
 
 
-def list_files(folder, exts) -> list[Path]:
-    """Files under ``folder`` (recursive) with one of ``exts``, sorted for determinism."""
+def list_files(folder, exts, skipped=None, exclude=None) -> list[Path]:
+    """Files under ``folder`` (recursive) with one of ``exts``, sorted for determinism.
+
+    Our own temporary files and anything inside ``exclude`` (e.g. the output folder) are
+    left out. With a :class:`SkipLog`, names with one of ``exts`` that are not readable
+    files (dangling links, vanished files) are listed there instead of dropped silently.
+    """
     folder = Path(folder)
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in exts)
+    out = []
+    for p in sorted(folder.rglob("*")):
+        if p.suffix.lower() not in exts or TMP_MARK in p.name:
+            continue
+        if exclude is not None and is_inside(p, exclude):
+            continue
+        if p.is_file():
+            out.append(p)
+        elif skipped is not None and not p.is_dir():
+            why = "a dangling symbolic link" if p.is_symlink() else "missing or not a regular file"
+            skipped.add(p, f"{why}; restore the file it points to or remove the entry.")
+    return out
 
 
 class SkipLog:

@@ -14,7 +14,8 @@ import torch
 
 from .datasets import to_tensor
 from .faces import FaceDetector, crop, face_track, square_box
-from .io import IMAGE_EXTS, VIDEO_EXTS, BadInputError, list_files, read_image, save_image
+from .io import (IMAGE_EXTS, VIDEO_EXTS, BadInputError, SkipLog, list_files, original_scale, read_image,
+                 save_image, short_hash)
 
 
 def default_checkpoint() -> Path:
@@ -93,9 +94,16 @@ class Predictor:
 
 
 def expand_paths(paths) -> list[Path]:
+    """Files to predict on: each path, or a folder's images and videos. A folder's dangling
+    links are kept, so that each gets its own "no such file" error instead of vanishing."""
     out = []
     for p in map(Path, paths):
-        out += list_files(p, IMAGE_EXTS | VIDEO_EXTS) if p.is_dir() else [p]
+        if p.is_dir():
+            broken = SkipLog()
+            out += list_files(p, IMAGE_EXTS | VIDEO_EXTS, broken)
+            out += [Path(item) for item, _ in broken.items]
+        else:
+            out.append(p)
     return out
 
 
@@ -103,55 +111,109 @@ def default_localizer() -> Path:
     return default_checkpoint().parent / "localizer_latest.pt"
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that loads but cannot give usable scores (NaN or infinite)."""
+
+
+def check_finite(net, checkpoint) -> None:
+    """Refuse a model whose weights are NaN or infinite (a diverged training run), naming it."""
+    bad = [k for k, t in net.state_dict().items() if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise CheckpointError(f"{checkpoint}: {len(bad)} weight tensor(s) are NaN or infinite (e.g. {bad[0]}); "
+                              "the training run that saved it diverged. Retrain it (notebooks/02) or pass "
+                              "another --checkpoint.")
+
+
+def output_stems(files) -> dict:
+    """A name per input for its output files: the stem (cut to 100 characters, so a long
+    name stays under the file-name limit), plus a short hash of the full path when two
+    inputs share it (``a.jpg`` and ``a.png``), so no overlay overwrites another."""
+    stems = [Path(f).stem[:100] for f in files]
+    return {f: s if stems.count(s) == 1 else f"{s}-{short_hash(Path(f).absolute())}" for f, s in zip(files, stems)}
+
+
 def run(paths, checkpoint=None, as_json=False, heatmap_dir=None, device="cpu", num_frames=16,
         localize=False, localizer=None) -> int:
-    """The ``predict`` command. Exit code 0 unless nothing could be processed."""
-    from . import viz
-
+    """The ``predict`` command. Exit code 0 unless nothing could be processed.
+    A problem with one input (unreadable, or its overlay cannot be written) is reported for
+    that input and the others go on; with ``--json`` every input gets an entry."""
     loc_net = None
     if localize:
         from .localization import load_localizer
 
         loc_net = load_localizer(localizer or default_localizer(), device)
     predictor = Predictor(checkpoint, device=device, localizer=loc_net)
+    checkpoint = checkpoint or default_checkpoint()
+    check_finite(predictor.net, checkpoint)
     files = expand_paths(paths)
+    stems = output_stems(files)
     results, ok = [], 0
-    for path in files:
-        res = {"path": str(path)}
-        try:
-            if path.suffix.lower() in VIDEO_EXTS:
-                res.update(kind="video", **predictor.predict_video(path, num_frames))
-                if not res["frames"]:
-                    res["note"] = "no face found"
-            else:
-                faces = predictor.predict_image(read_image(path), with_heatmap=heatmap_dir is not None)
-                res.update(kind="image", faces=[])
-                for k, f in enumerate(faces):
-                    if heatmap_dir is not None:
-                        out = Path(heatmap_dir) / f"{path.stem}_face{k}_gradcam.png"
-                        f["heatmap_path"] = str(save_image(out, viz.overlay(f["face"], f["heatmap"])))
-                        if "map" in f:
-                            out = Path(heatmap_dir) / f"{path.stem}_face{k}_localization.png"
-                            f["map_path"] = str(save_image(out, viz.overlay(f["face"], f["map"])))
-                    res["faces"].append({k2: v for k2, v in f.items() if k2 not in ("face", "heatmap", "map")})
-                if not faces:
-                    res["note"] = "no face found"
-            ok += 1
-        except BadInputError as e:
-            res["error"] = str(e)
-        results.append(res)
-        if not as_json:
-            print(_format(res))
-    if as_json:
-        print(json.dumps(results, indent=2))
+    try:
+        for path in files:
+            res = {"path": str(path)}
+            try:
+                _predict_one(predictor, path, res, heatmap_dir, stems[path], num_frames)
+                if not all(np.isfinite(p) for p in _probs(res)):
+                    raise CheckpointError(f"{checkpoint}: gives NaN or infinite scores on {path}; the "
+                                          "checkpoint is broken. Retrain it (notebooks/02) or pass another "
+                                          "--checkpoint.")
+                ok += 1
+            except CheckpointError:
+                raise
+            except BadInputError as e:
+                res["error"] = str(e)
+            except OSError as e:  # an overlay could not be written
+                res["error"] = (f"cannot write {e.filename or heatmap_dir} ({e.strerror or e}); give --heatmap "
+                                "a writable folder.")
+            except Exception as e:  # anything else: report it for this file and go on
+                res["error"] = f"{path}: unexpected {e.__class__.__name__}: {e}"
+            results.append(res)
+            if not as_json:
+                print(_format(res))
+    finally:  # even when interrupted, every result so far is printed
+        if as_json:
+            print(json.dumps(results, indent=2))
     if not files:
         print("predict: no image or video files found in the given paths")
     return 0 if ok else 1
 
 
+def _predict_one(predictor, path, res, heatmap_dir, stem, num_frames) -> None:
+    """Fill ``res`` for one image or video; overlays go to ``heatmap_dir/<stem>_face<k>_*.png``."""
+    from . import viz
+
+    if path.suffix.lower() in VIDEO_EXTS:
+        res.update(kind="video", **predictor.predict_video(path, num_frames))
+        if not res["frames"]:
+            res["note"] = "no face found"
+        return
+    image = read_image(path)  # a very large photo comes back downscaled ...
+    scale = original_scale(path, image)  # ... and its boxes are given in the photo's own pixels
+    faces = predictor.predict_image(image, with_heatmap=heatmap_dir is not None)
+    res.update(kind="image", faces=[])
+    for f in faces:  # the scores first: they are kept even if an overlay cannot be written
+        entry = {k2: v for k2, v in f.items() if k2 not in ("face", "heatmap", "map")}
+        entry["box"] = [round(v * scale, 1) for v in entry["box"]]
+        res["faces"].append(entry)
+    if not faces:
+        res["note"] = "no face found"
+    for k, (f, entry) in enumerate(zip(faces, res["faces"])):
+        if heatmap_dir is not None:
+            out = Path(heatmap_dir) / f"{stem}_face{k}_gradcam.png"
+            entry["heatmap_path"] = str(save_image(out, viz.overlay(f["face"], f["heatmap"])))
+            if "map" in f:
+                out = Path(heatmap_dir) / f"{stem}_face{k}_localization.png"
+                entry["map_path"] = str(save_image(out, viz.overlay(f["face"], f["map"])))
+
+
+def _probs(res) -> list[float]:
+    return ([f["prob_fake"] for f in res.get("faces", [])] + [f["prob_fake"] for f in res.get("frames", [])])
+
+
 def _format(res) -> str:
-    if "error" in res:
-        return f"{res['path']}: ERROR {res['error']}"
+    if "error" in res:  # scores that were computed before the error are still shown
+        scores = _format({k: v for k, v in res.items() if k != "error"}) if res.get("faces") else ""
+        return (scores + "\n" if scores else "") + f"{res['path']}: ERROR {res['error']}"
     if res.get("note"):
         return f"{res['path']}: {res['note']}"
     if res["kind"] == "video":

@@ -11,7 +11,8 @@ import numpy as np
 
 from .io import BadInputError, atomic_path
 
-MAX_SCAN = 100_000  # frames read to count a video whose header has no frame count
+MAX_SCAN = 100_000  # frames read to count a video whose header has no credible frame count
+MAX_CREDIBLE = 10_000_000  # a header count above this (~4 days at 30 fps) is not believed
 
 
 def sample_indices(num_total: int, num_frames: int) -> np.ndarray:
@@ -23,13 +24,17 @@ def sample_indices(num_total: int, num_frames: int) -> np.ndarray:
 
 
 def frame_count(path) -> int:
-    """Frame count from the header, or by scanning when the header says nothing."""
+    """Frame count from the header, or by reading the frames when the header's count is not
+    credible: missing, negative or absurdly large (live WebM/MKV headers carry none, and
+    OpenCV then reports a huge negative number)."""
     cap = _open(path)
     try:
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        if n <= 0:
-            while n < MAX_SCAN and cap.grab():
-                n += 1
+        n = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        if np.isfinite(n) and 0 < n <= MAX_CREDIBLE:
+            return int(n)
+        n = 0
+        while n < MAX_SCAN and cap.grab():
+            n += 1
         return n
     finally:
         cap.release()
