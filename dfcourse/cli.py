@@ -35,7 +35,8 @@ def _prepare(args) -> int:
         kw = {"methods": args.methods.split(",")} if args.methods is not None else {}
         index = prepare_ffpp(args.ffpp, args.out, num_frames=args.frames, size=args.size,
                              compression=args.compression, splits_dir=args.splits,
-                             device=args.device, **kw)
+                             device=args.device, workers=args.workers,
+                             reuse_tracks=not args.no_reuse, **kw)
     else:
         index = prepare_folder(args.folder, args.out, size=args.size)
     print(f"index written: {index}")
@@ -83,6 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--methods", help="comma-separated FF++ methods, any case (default: all five: "
                    "Deepfakes,Face2Face,FaceSwap,NeuralTextures,FaceShifter)")
     q.add_argument("--device", default="cpu", help="device for MTCNN (cpu, cuda)")
+    q.add_argument("--workers", type=whole_number(0), default=None, metavar="N",
+                   help="processes that decode and crop videos (default: one per core; 0: none)")
+    q.add_argument("--no-reuse", action="store_true",
+                   help="detect every fake afresh instead of reusing its original's face track")
     q.set_defaults(func=_prepare)
 
     d = sub.add_parser("demo-data", help="build the embedded synthetic-forgery dataset",

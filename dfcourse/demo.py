@@ -192,9 +192,13 @@ FFPP_MINI = [("000", "astronaut"), ("001", "gracehopper"), ("002", "cameraman"),
              ("004", "lfw001"), ("005", "lfw002")]
 
 
+FFPP_FORGERIES = {"Deepfakes": "swap", "Face2Face": "rerender", "FaceSwap": "swap",
+                  "NeuralTextures": "rerender", "FaceShifter": "swap"}  # FF++ method -> ``forge``
+
+
 def build_ffpp_mini(root, num_frames: int = 8, frame_size: int = 256, seed: int = 0,
-                    compression: str = "c23", device="cpu") -> Path:
-    """A miniature FF++ tree: 6 originals; FaceSwap and NeuralTextures fakes for the pairs
+                    compression: str = "c23", device="cpu", methods=("FaceSwap", "NeuralTextures")) -> Path:
+    """A miniature FF++ tree: 6 originals; fakes of each of ``methods`` for the pairs
     000_001, 002_003, 004_005 both ways, with mask videos. Faces drift a little per frame."""
     root = make_out_dir(root, "--videos")
     rng = np.random.default_rng(seed)
@@ -218,7 +222,8 @@ def build_ffpp_mini(root, num_frames: int = 8, frame_size: int = 256, seed: int 
     orig = root / "original_sequences" / "youtube" / compression / "videos"
     for vid, _ in FFPP_MINI:
         write_video(orig / f"{vid}.mp4", clip(frames[vid][0]))
-    for method, fn in [("FaceSwap", "swap"), ("NeuralTextures", "rerender")]:
+    for method in methods:
+        fn = FFPP_FORGERIES[method]
         base = root / "manipulated_sequences" / method
         for t, s in pairs:
             img, lm = frames[t]

@@ -36,6 +36,7 @@ class FaceDetector:
 
     Images of equal size go through MTCNN as one batch. Frames larger than
     ``max_side`` are downscaled for detection only; boxes come back in full-size pixels.
+    ``images_seen`` counts the images detection has run on (``prepare`` reports it).
     """
 
     def __init__(self, device="cpu", min_face_size: int = 20, max_side: int = 1024,
@@ -45,9 +46,11 @@ class FaceDetector:
         self.mtcnn = MTCNN(keep_all=True, device=device, min_face_size=min_face_size,
                            thresholds=list(thresholds), post_process=False)
         self.max_side, self.batch_size = max_side, batch_size
+        self.images_seen = 0
 
     def detect(self, images) -> list[list[Face]]:
         images = [np.asarray(im) for im in images]
+        self.images_seen += len(images)
         results: list[list[Face]] = [[] for _ in images]
         by_shape: dict[tuple, list[int]] = {}
         for i, im in enumerate(images):

@@ -9,23 +9,31 @@ FF++ layout::
 A fake ``NNN_MMM`` is target video ``NNN`` changed with source ``MMM`` (MMM's face for
 Deepfakes, FaceSwap, FaceShifter; MMM's expressions for Face2Face, NeuralTextures): it is frame-aligned
 with original ``NNN``, so the aligned source of each fake crop is the same box cut
-from ``NNN``. Mask frames are cut with the fake's box too.
+from ``NNN``. Mask frames are cut with the fake's box too. The same alignment lets
+``prepare`` detect faces once per original and reuse that track for its fakes
+(``tracks.py``), while worker processes decode and crop (``workers.py``).
 Used in notebooks/01_data_prep.ipynb; ``python -m dfcourse prepare``.
 """
 from __future__ import annotations
 
 import json
 import os
+import time
+from collections import Counter, deque
+from concurrent.futures import FIRST_COMPLETED, wait
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
-from .faces import FaceDetector, crop, face_track, square_box
+from .faces import FaceDetector, face_track, square_box
 from .index import FRACTIONS, SPLITS, split_groups, write_index
 from .io import (IMAGE_EXTS, BadInputError, SkipLog, atomic_path, check_positive, list_files, make_out_dir,
                  read_image, remove_stale_temp, safe_stem, save_image, short_hash)
+from .tracks import FaceCheck, Track, choose_face, crop_row, load_track, reuse_track, save_track, settle
 from .video import read_frames
+from .workers import Workers, default_workers
 
 METHODS = ("Deepfakes", "Face2Face", "FaceSwap", "NeuralTextures", "FaceShifter")
 LAYOUT_HELP = ("expected ROOT/original_sequences/youtube/<c0|c23|c40>/videos/NNN.mp4 and "
@@ -136,39 +144,63 @@ def pair_splits(originals, fakes, seed: int = 0, fractions=FRACTIONS) -> dict:
     return out
 
 
-def _process_video(path, num_frames, size, detector, out_dir, source_path=None, mask_path=None):
-    """Crops for one video; for a fake, also the aligned source and mask crops."""
-    frames = read_frames(path, num_frames)
+@dataclass(frozen=True)
+class VideoJob:
+    """One video to crop into ``vdir``; a fake also names its original (``source``) and mask."""
+
+    method: str
+    vid: str
+    target: str
+    path: Path
+    source: Path | None
+    mask: Path | None
+    vdir: Path
+
+
+def decode_video(job: VideoJob, num_frames: int):
+    """Worker side of a video to detect: its sampled frames, and the original's and mask's."""
+    frames = read_frames(job.path, num_frames)
+    extra = {name: dict(read_frames(p, num_frames))
+             for name, p in (("source", job.source), ("mask", job.mask)) if p is not None}
+    return frames, extra
+
+
+def _detect_rows(job, frames, extra, detector, size):
+    """Main side: MTCNN on every sampled frame, one face track, the crops. Returns (rows, track)."""
     track = face_track(detector.detect([f for _, f in frames]))
-    extra = {}
-    for name, p in (("source", source_path), ("mask", mask_path)):
-        if p is not None:
-            extra[name] = dict(read_frames(p, num_frames))
+    src, mask = extra.get("source", {}), extra.get("mask", {})
+    rows = [crop_row(job.vdir, idx, frame, square_box(face.box), size, source=src.get(idx), mask=mask.get(idx))
+            for (idx, frame), face in zip(frames, track) if face is not None]
+    return rows, track
+
+
+def _redetect(job, todo, track, detector, size):
+    """Main side of a reused track: detect the frames it could not serve, choose the face
+    nearest the track, crop."""
     rows = []
-    for (idx, frame), face in zip(frames, track):
-        if face is None:
-            continue
-        sq = square_box(face.box)
-        row = dict(frame_idx=idx, box=" ".join(map(str, sq)), mask_path="", source_path="")
-        row["path"] = str(save_image(out_dir / f"{idx:04d}.png", crop(frame, sq, size)))
-        if idx in extra.get("source", {}):
-            row["source_path"] = str(save_image(out_dir / f"{idx:04d}_source.png",
-                                                crop(extra["source"][idx], sq, size)))
-        if idx in extra.get("mask", {}):
-            m = crop(extra["mask"][idx].max(-1), sq, size)
-            row["mask_path"] = str(save_image(out_dir / f"{idx:04d}_mask.png",
-                                              np.where(m > 127, 255, 0).astype(np.uint8)))
-        rows.append(row)
-    if not rows:
-        raise BadInputError(f"{path}: no face found in any of {len(frames)} sampled frames.")
+    for (idx, frame, src, mask), faces in zip(todo, detector.detect([t[1] for t in todo])):
+        face = choose_face(faces, track.reference(idx))
+        if face is not None:
+            rows.append(crop_row(job.vdir, idx, frame, square_box(face.box), size, source=src, mask=mask))
     return rows
 
 
 def prepare_ffpp(root, out, num_frames: int = 32, size: int = 224, compression: str = "c23",
-                 splits_dir=None, methods=METHODS, seed: int = 0, device="cpu") -> Path:
+                 splits_dir=None, methods=METHODS, seed: int = 0, device="cpu", workers=None,
+                 reuse_tracks: bool = True) -> Path:
     """Face crops, aligned source crops and mask crops for every FF++ video, plus
-    ``out/index.csv`` and ``out/skipped.csv``. Re-running skips finished videos."""
+    ``out/index.csv`` and ``out/skipped.csv``. Re-running skips finished videos.
+
+    MTCNN runs batched in this process; ``workers`` processes (default: one per core; 0:
+    none) decode and crop. Originals are detected first and their face tracks stored in
+    ``out/tracks/``; with ``reuse_tracks`` each fake of a detected original reuses that
+    track, checked per crop (see ``tracks.py``). Rows come out in the same order for any
+    ``workers``. Prints a summary (frames/s, MTCNN frames, reuse) and writes it to
+    ``out/prepare_stats.json``. Workers are spawned processes: in a script of your own,
+    call this under ``if __name__ == "__main__":`` (notebooks and the CLI need nothing).
+    """
     num_frames, size = check_positive("--frames", num_frames), check_positive("--size", size, 8)
+    workers = default_workers() if workers is None else check_positive("--workers", workers, 0)
     methods = resolve_methods(methods)
     found = discover(root, compression, methods)
     originals, fakes = found["originals"], found["fakes"]
@@ -177,29 +209,133 @@ def prepare_ffpp(root, out, num_frames: int = 32, size: int = 224, compression: 
         print(line)
     out = make_out_dir(out)
     remove_stale_temp(out)  # left by a run that was killed
-    jobs = [("original", v, v, p, None, None) for v, p in originals.items()]
-    jobs += [(m, f"{t}_{s}", t, p, originals.get(t), mp) for m, t, s, p, mp in fakes]
+    jobs = [VideoJob("original", v, v, p, None, None, out / "crops" / "original" / v) for v, p in originals.items()]
+    jobs += [VideoJob(m, f"{t}_{s}", t, p, originals.get(t), mp, out / "crops" / m / f"{t}_{s}")
+             for m, t, s, p, mp in fakes]
     detector = FaceDetector(device=device)
-    skipped, rows = SkipLog(), []
-    for method, vid, _, path, source, mask in tqdm(jobs, desc="videos"):
-        if vid not in split:
-            skipped.add(path, f"video {vid} is in none of the given splits")
+    check = FaceCheck() if reuse_tracks else None
+    results, errors, job_track = {}, {}, {}  # by job number
+    original_job = {j.vid: k for k, j in enumerate(jobs) if j.method == "original"}
+    detect_q, reuse_q, waiting = deque(), deque(), {}
+    stats = Counter(dict.fromkeys(["frames", "resumed", "reused", "check_failed", "no_track"], 0))
+    skipped = SkipLog()
+
+    def state(job):  # what a finished video's done.json must match to be resumed
+        return dict(format=2, num_frames=num_frames, size=size, source=job.source is not None,
+                    mask=job.mask is not None)
+
+    def release(t):  # original t is finished: its fakes reuse its track, or are detected
+        track = _stored_track(out, t) if original_job[t] in results else None
+        for k in waiting.pop(t, []):
+            if track is None:
+                detect_q.append(k)
+            else:
+                job_track[k] = track
+                reuse_q.append(k)
+
+    for k, job in enumerate(jobs):
+        if job.vid not in split:
+            errors[k] = f"video {job.vid} is in none of the given splits"
             continue
-        vdir = out / "crops" / method / vid
-        state = dict(format=2, num_frames=num_frames, size=size, source=source is not None,
-                     mask=mask is not None)
-        video_rows = _load_done(vdir, state, skipped)
-        if video_rows is None:
-            try:
-                video_rows = _process_video(path, num_frames, size, detector, vdir, source, mask)
-            except BadInputError as e:
-                skipped.add(path, str(e))
-                continue
-            _save_done(vdir, state, video_rows)
-        for r in video_rows:
-            rows.append(dict(r, label=int(method != "original"), method=method, video_id=vid,
-                             split=split[vid]))
+        done_rows = _load_done(job.vdir, state(job), skipped)
+        if done_rows is not None:  # resumable: this video finished in an earlier run
+            results[k] = done_rows
+            stats["resumed"] += 1
+        elif reuse_tracks and job.method != "original" and job.target in original_job:
+            waiting.setdefault(job.target, []).append(k)
+        else:
+            detect_q.append(k)
+    for t in list(waiting):
+        if original_job[t] in results or original_job[t] in errors:
+            release(t)
+
+    todo_videos = len(detect_q) + len(reuse_q) + sum(map(len, waiting.values()))
+    bar = tqdm(total=todo_videos * num_frames, unit="frame", desc="prepare", smoothing=0.1)
+    t0 = time.perf_counter()
+    with Workers(workers) as pool, bar:
+        in_flight = {}
+        while detect_q or reuse_q or in_flight:
+            while len(in_flight) < 2 * max(workers, 1) + 2 and (reuse_q or detect_q):
+                decoding = sum(k not in job_track for k in in_flight.values())
+                if reuse_q:
+                    k = reuse_q.popleft()
+                    in_flight[pool.submit(reuse_track, jobs[k], job_track[k], num_frames, size)] = k
+                elif decoding <= max(workers, 1):  # decoded frames wait for MTCNN: bound them
+                    k = detect_q.popleft()
+                    in_flight[pool.submit(decode_video, jobs[k], num_frames)] = k
+                else:
+                    break
+            finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for fut in sorted(finished, key=in_flight.get):
+                k = in_flight.pop(fut)
+                job, n = jobs[k], 0
+                try:
+                    res = fut.result()
+                    if k in job_track:
+                        n, track = res["frames"], job_track[k]
+                        detect = partial(_redetect, job, track=track, detector=detector, size=size)
+                        rows, failed = settle(job, res, track, check, detect, num_frames)
+                        stats.update(reused=len(res["rows"]) - failed, check_failed=failed,
+                                     no_track=len(res["todo"]))
+                    else:
+                        frames, extra = res
+                        n = len(frames)
+                        rows, faces = _detect_rows(job, frames, extra, detector, size)
+                    if not rows:
+                        raise BadInputError(f"{job.path}: no face found in any of {n} sampled frames.")
+                except BadInputError as e:
+                    errors[k] = str(e)
+                else:
+                    rows.sort(key=lambda r: r["frame_idx"])
+                    if reuse_tracks and job.method == "original":
+                        save_track(out / "tracks" / f"{job.vid}.json",
+                                   Track({i: f for (i, _), f in zip(frames, faces)},
+                                         {r["frame_idx"]: Path(r["path"]) for r in rows}, size))
+                    _save_done(job.vdir, state(job), rows)
+                    results[k] = rows
+                    stats["frames"] += n
+                if job.method == "original":
+                    release(job.vid)
+                bar.total -= num_frames - n  # the estimate, corrected: some videos are shorter
+                bar.update(n)
+                bar.set_postfix(reused=stats["reused"], redetected=stats["check_failed"], refresh=False)
+    stats.update(seconds=round(time.perf_counter() - t0, 2), workers=workers,
+                 mtcnn_frames=detector.images_seen, videos=len(jobs))
+    _report(stats, out)
+
+    rows = []
+    for k in sorted(errors):
+        skipped.add(jobs[k].path, errors[k])
+    for k in sorted(results):
+        job = jobs[k]
+        for r in results[k]:
+            rows.append(dict(r, label=int(job.method != "original"), method=job.method,
+                             video_id=job.vid, split=split[job.vid]))
     return _finish(rows, out, skipped)
+
+
+def _stored_track(out, original) -> Track | None:
+    path = out / "tracks" / f"{original}.json"
+    try:
+        return load_track(path) if path.is_file() else None
+    except (ValueError, KeyError, TypeError):  # unreadable: detect its fakes instead
+        return None
+
+
+def _report(stats, out) -> None:
+    """Print what this run did and keep it in ``out/prepare_stats.json``."""
+    fps = stats["frames"] / max(stats["seconds"], 1e-9)
+    checked = stats["reused"] + stats["check_failed"]
+    print(f"prepare: {stats['frames']} frames of {stats['videos'] - stats['resumed']} videos in "
+          f"{stats['seconds']:.1f} s ({fps:.1f} frames/s, {stats['workers']} workers; "
+          f"{stats['resumed']} videos done earlier); MTCNN ran on {stats['mtcnn_frames']} frames")
+    if checked or stats["no_track"]:
+        print(f"track reuse: {stats['reused']} crops reused from their original's track; "
+              f"{stats['check_failed']} of {checked} ({100 * stats['check_failed'] / max(checked, 1):.1f}%) "
+              f"failed the O-Net check and were detected afresh; {stats['no_track']} frames had no "
+              "face in the track and were detected")
+    with atomic_path(out / "prepare_stats.json") as tmp:
+        tmp.write_text(json.dumps(dict(stats, frames_per_s=round(fps, 2)), indent=1))
 
 
 # Resume state: ``done.json`` in each video's crop folder records the settings it was made
