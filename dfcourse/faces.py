@@ -95,7 +95,7 @@ def _resize(im: np.ndarray, scale: float) -> np.ndarray:
                       interpolation=cv2.INTER_AREA)
 
 
-def iou(a, b) -> float:
+def box_iou(a, b) -> float:
     """Intersection over union of two boxes ``x1 y1 x2 y2``."""
     x1, y1 = max(a[0], b[0]), max(a[1], b[1])
     x2, y2 = min(a[2], b[2]), min(a[3], b[3])
@@ -116,8 +116,8 @@ def face_track(faces_per_frame: list[list[Face]]) -> list[Face | None]:
         if not faces:
             track.append(None)
             continue
-        best = max(faces, key=lambda f: (iou(f.box, prev.box), f.area))
-        if iou(best.box, prev.box) == 0:
+        best = max(faces, key=lambda f: (box_iou(f.box, prev.box), f.area))
+        if box_iou(best.box, prev.box) == 0:
             best = faces[0]
         track.append(best)
         prev = best

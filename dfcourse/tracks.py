@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .faces import Face, crop, iou, square_box
+from .faces import Face, box_iou, crop, square_box
 from .io import atomic_path, save_image
 from .video import read_frames
 
@@ -81,8 +81,8 @@ def choose_face(faces: list[Face], ref) -> Face | None:
         return None
     if ref is None:
         return faces[0]
-    best = max(faces, key=lambda f: (iou(f.box, ref), f.area))
-    return best if iou(best.box, ref) > 0 else faces[0]
+    best = max(faces, key=lambda f: (box_iou(f.box, ref), f.area))
+    return best if box_iou(best.box, ref) > 0 else faces[0]
 
 
 class FaceCheck:
@@ -111,7 +111,7 @@ class FaceCheck:
         squares = np.array([_square(b) for b in boxes])
         side = (squares[:, 2] - squares[:, 0] + 1)[:, None]
         refined = squares + reg.numpy() * side  # MTCNN's bbreg
-        ious = np.array([iou(r, b) for r, b in zip(refined, boxes)])
+        ious = np.array([box_iou(r, b) for r, b in zip(refined, boxes)])
         return (prob[:, 1].numpy() >= self.min_prob) & (ious >= self.min_iou)
 
 

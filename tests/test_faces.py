@@ -1,6 +1,6 @@
 import numpy as np
 
-from dfcourse.faces import Face, crop, face_track, iou, landmarks_in_crop, square_box
+from dfcourse.faces import Face, crop, face_track, box_iou, landmarks_in_crop, square_box
 
 
 def test_square_box_margin_and_centre():
@@ -22,9 +22,9 @@ def test_landmarks_follow_the_crop():
 
 
 def test_iou_hand_made():
-    assert iou([0, 0, 10, 10], [0, 0, 10, 10]) == 1
-    assert iou([0, 0, 10, 10], [5, 0, 15, 10]) == 50 / 150
-    assert iou([0, 0, 1, 1], [2, 2, 3, 3]) == 0
+    assert box_iou([0, 0, 10, 10], [0, 0, 10, 10]) == 1
+    assert box_iou([0, 0, 10, 10], [5, 0, 15, 10]) == 50 / 150
+    assert box_iou([0, 0, 1, 1], [2, 2, 3, 3]) == 0
 
 
 def test_face_track_follows_one_face():
@@ -52,4 +52,4 @@ def test_detector_downscales_large_frames(detector, astronaut):
     big = cv2.resize(astronaut, (2048, 2048))
     faces = detector.detect_one(big)
     ref = detector.detect_one(astronaut)[0].box * 4
-    assert len(faces) == 1 and iou(faces[0].box, ref) > 0.8
+    assert len(faces) == 1 and box_iou(faces[0].box, ref) > 0.8

@@ -5,7 +5,7 @@ import shutil
 import numpy as np
 import pytest
 
-from dfcourse.faces import Face, iou
+from dfcourse.faces import Face, box_iou
 from dfcourse.ffpp import prepare_ffpp
 from dfcourse.index import read_index
 from dfcourse.tracks import FaceCheck, Track, load_track, onet_input, save_track
@@ -54,7 +54,7 @@ def test_reused_track_crops_match_fresh_detection(fresh, reused):
                                  for k, v in r.items() if k != "box"} for r in rows]
     assert strip(a, fresh_out) == strip(b, out)  # same rows, paths and all
     ba, bb = _boxes(a), _boxes(b)
-    ious = [iou(ba[k], bb[k]) for k in ba]
+    ious = [box_iou(ba[k], bb[k]) for k in ba]
     assert min(ious) >= BOX_IOU_TOL, sorted(ious)[:5]
     assert all(ba[k] == bb[k] for k in ba if "_" not in k[0])  # originals: the same detection
     fakes = [r for r in b if r["label"] == 1]
@@ -97,7 +97,7 @@ def test_crops_failing_the_check_fall_back_to_detection(tree, fresh, tmp_path):
     assert s["mtcnn_frames"] == FRAMES  # the fallback detected exactly the failed frames
     got, want = _boxes(rows), _boxes(fresh[1])
     for k in [k for k in got if k[0] == "000_001"]:
-        assert iou(got[k], want[k]) >= BOX_IOU_TOL
+        assert box_iou(got[k], want[k]) >= BOX_IOU_TOL
     src = [r["source_path"] for r in rows if r["video_id"] == "000_001"]
     assert len(src) == FRAMES and all(src)  # cut afresh from the original with the new box
 
