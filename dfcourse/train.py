@@ -14,6 +14,7 @@ run. ``fresh=True`` (or ``DFCOURSE_FRESH=1``) retrains regardless.
 from __future__ import annotations
 
 import csv
+import os
 import time
 from dataclasses import dataclass
 
@@ -41,7 +42,7 @@ class TrainConfig:
     device: str = "cpu"
     amp: bool = True                # mixed precision, CUDA only
     channels_last: bool = True      # CUDA only
-    num_workers: int = 0
+    num_workers: int = -1           # DataLoader workers; -1: none on a CPU, up to 8 beside a GPU
     log_every: int = 1              # print every n-th epoch (and the last, and stops)
 
 
@@ -65,6 +66,18 @@ def _to(batch, device, channels_last):
                 b = b.contiguous(memory_format=torch.channels_last)
         out.append(b)
     return out
+
+
+def loader_options(cfg_or_device, num_workers: int = -1) -> dict:
+    """DataLoader workers and pinned memory: on a GPU, decoding and augmenting in worker
+    processes (up to 8, one core left) and pinned host memory keep the GPU fed; on a CPU
+    the main process does it (workers would only compete with training for the cores)."""
+    device = str(getattr(cfg_or_device, "device", cfg_or_device))
+    workers = getattr(cfg_or_device, "num_workers", num_workers)
+    cuda = device.startswith("cuda")
+    if workers < 0:
+        workers = min(8, max(1, (os.cpu_count() or 2) - 1)) if cuda else 0
+    return {"num_workers": workers, "pin_memory": cuda, "persistent_workers": workers > 0}
 
 
 def _autocast(cfg):
@@ -118,7 +131,7 @@ def fit(net, train_ds, val_ds, cfg: TrainConfig, run_root, loss_fn=bce_loss, nam
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.num_epochs)
              if cfg.schedule == "cosine" else None)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and str(cfg.device).startswith("cuda"))
-    val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
+    val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, **loader_options(cfg))
     key = fingerprint(identity)
 
     state = {"epoch": 0, "history": [], "best_val": float("inf"), "best_epoch": 0, "bad": 0, "done": False}
@@ -147,7 +160,8 @@ def fit(net, train_ds, val_ds, cfg: TrainConfig, run_root, loss_fn=bce_loss, nam
             train_ds.epoch = epoch
         gen = torch.Generator().manual_seed(cfg.seed * 1000 + epoch)
         loader = DataLoader(train_ds, batch_size=cfg.batch_size, shuffle=True, generator=gen,
-                            num_workers=cfg.num_workers, drop_last=len(train_ds) > cfg.batch_size)
+                            drop_last=len(train_ds) > cfg.batch_size, **{**loader_options(cfg),
+                                                                         "persistent_workers": False})
         te = time.time()
         train_loss, _, _ = run_epoch(net, loader, cfg, loss_fn, optimizer, scaler, desc=f"epoch {epoch}")
         val_loss, s, y = run_epoch(net, val_loader, cfg, loss_fn, desc="val")
@@ -196,7 +210,7 @@ def predict_probs(net, dataset, batch_size: int = 64, device="cpu", amp: bool = 
     """Probability of *fake* for every item of ``dataset`` (no augmentation)."""
     net.eval().to(device)
     cuda = str(device).startswith("cuda")
-    loader = DataLoader(dataset, batch_size=batch_size, num_workers=0)
+    loader = DataLoader(dataset, batch_size=batch_size, **loader_options(device))
     out = []
     for batch in tqdm(loader, desc="predict", leave=False):
         x = batch[0].to(device, non_blocking=True)

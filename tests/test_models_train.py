@@ -120,3 +120,22 @@ def test_no_weights_means_random_init_said_plainly(tmp_path, monkeypatch, capsys
     net = build_detector("resnet18", pretrained=True)
     assert not net.pretrained and not net.weights.loaded and net.weights.source == ""
     assert "random init (pretrained weights not found" in capsys.readouterr().out
+
+
+def test_loader_options_workers_and_pinned_memory_only_beside_a_gpu():
+    from dfcourse.train import loader_options
+
+    assert loader_options(TrainConfig(device="cpu")) == {"num_workers": 0, "pin_memory": False,
+                                                         "persistent_workers": False}
+    gpu = loader_options(TrainConfig(device="cuda"))
+    assert gpu["pin_memory"] and 1 <= gpu["num_workers"] <= 8 and gpu["persistent_workers"]
+    assert loader_options(TrainConfig(device="cpu", num_workers=2))["num_workers"] == 2  # asked for: given
+
+
+def test_training_with_worker_processes_gives_the_same_numbers(tmp_path):
+    (r0, p0) = _train_once(tmp_path / "a", 7)
+    torch.manual_seed(7)
+    net = build_detector("resnet18", pretrained=False, verbose=False)
+    r2 = fit(net, tiny_data(16), tiny_data(16), TrainConfig(num_epochs=2, batch_size=4, seed=7, num_workers=2),
+             tmp_path / "b")
+    assert [h["val_loss"] for h in r2["history"]] == pytest.approx([h["val_loss"] for h in r0["history"]], abs=1e-6)
