@@ -24,18 +24,22 @@ def jpeg(img: Image.Image, quality: int) -> Image.Image:
     return Image.open(buf).convert("RGB")
 
 
-def augment(img: Image.Image, rng: np.random.Generator) -> Image.Image:
-    """Flip, colour jitter, blur and JPEG, each with its own probability."""
+AUGMENTATIONS = ("flip", "jitter", "blur", "jpeg")
+
+
+def augment(img: Image.Image, rng: np.random.Generator, ops=AUGMENTATIONS) -> Image.Image:
+    """Flip, colour jitter, blur and JPEG, each with its own probability; ``ops`` picks
+    which of them run (``benchmarks/ablate_detector.py`` measures each one)."""
     from PIL import ImageEnhance
 
-    if rng.random() < 0.5:
+    if rng.random() < 0.5 and "flip" in ops:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
-    if rng.random() < 0.8:
+    if rng.random() < 0.8 and "jitter" in ops:
         for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
             img = enhancer(img).enhance(rng.uniform(0.8, 1.2))
-    if rng.random() < 0.3:
+    if rng.random() < 0.3 and "blur" in ops:
         img = img.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.1, 1.5)))
-    if rng.random() < 0.5:
+    if rng.random() < 0.5 and "jpeg" in ops:
         img = jpeg(img, rng.integers(40, 101))
     return img
 
@@ -52,10 +56,12 @@ def load_face(path, size: int) -> Image.Image:
 
 
 class FaceDataset(Dataset):
-    """``(image, label, index)`` for rows of the index; ``image`` in [0, 1], ``size`` px square."""
+    """``(image, label, index)`` for rows of the index; ``image`` in [0, 1], ``size`` px square.
+    ``augment_ops`` (training only) names the augmentations used, default all four."""
 
-    def __init__(self, rows, size: int = 224, train: bool = False, seed: int = 0):
+    def __init__(self, rows, size: int = 224, train: bool = False, seed: int = 0, augment_ops=AUGMENTATIONS):
         self.rows, self.size, self.train, self.seed = list(rows), size, train, seed
+        self.augment_ops = tuple(augment_ops)
         self.epoch = 0
 
     def __len__(self):
@@ -64,6 +70,6 @@ class FaceDataset(Dataset):
     def __getitem__(self, i):
         r = self.rows[i]
         img = load_face(r["path"], self.size)
-        if self.train:
-            img = augment(img, np.random.default_rng([self.seed, self.epoch, i]))
+        if self.train and self.augment_ops:
+            img = augment(img, np.random.default_rng([self.seed, self.epoch, i]), self.augment_ops)
         return to_tensor(img), torch.tensor(float(r["label"])), i
