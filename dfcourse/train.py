@@ -9,6 +9,7 @@ is stopped resumes where it was, and a finished run is loaded instead of retrain
 from __future__ import annotations
 
 import csv
+import functools
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -38,17 +39,22 @@ class TrainConfig:
     channels_last: bool = True      # CUDA only
     num_workers: int = 0
     log_every: int = 1              # print every n-th epoch (and the last, and stops)
+    # from the issue-11 ablation (benchmarks/ablate_detector.py):
+    pos_weight: float = 1.0         # weight of the fake class in the BCE (instead of downsampling)
+    warmup_epochs: int = 0          # linear learning-rate warm-up over the first epochs
 
 
-def bce_loss(net, batch):
+def bce_loss(net, batch, pos_weight: float = 1.0):
     """Binary cross-entropy on a one-logit classifier; returns ``(loss, scores)``.
-    With a frozen backbone the features are computed without autograd (faster)."""
+    With a frozen backbone the features are computed without autograd (faster).
+    ``pos_weight`` weighs the fake class (e.g. n_real / n_fake on unbalanced rows)."""
     x, y = batch[0], batch[1]
     frozen = getattr(net, "regime", "full") == "frozen"
     with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
         features = net.forward_features(x)
     logits = net.forward_head(features).squeeze(1)
-    return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y.float()), logits
+    pw = torch.tensor(pos_weight, device=logits.device) if pos_weight != 1.0 else None
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y.float(), pos_weight=pw), logits
 
 
 def _to(batch, device, channels_last):
@@ -109,6 +115,12 @@ def fit(net, train_ds, val_ds, cfg: TrainConfig, run_dir, loss_fn=bce_loss, name
     optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.num_epochs)
              if cfg.schedule == "cosine" else None)
+    if cfg.warmup_epochs:  # epoch e (from 0) runs at lr * min(1, (e + 1) / (warmup + 1)), then cosine if asked
+        cos = (lambda e: 0.5 * (1 + np.cos(np.pi * e / cfg.num_epochs))) if sched else (lambda e: 1.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda e: min(1.0, (e + 1) / (cfg.warmup_epochs + 1)) * cos(e))
+    if loss_fn is bce_loss and cfg.pos_weight != 1.0:
+        loss_fn = functools.partial(bce_loss, pos_weight=cfg.pos_weight)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and str(cfg.device).startswith("cuda"))
     val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, num_workers=cfg.num_workers)
     key = {**asdict(cfg), "device": "", "n_train": len(train_ds), "n_val": len(val_ds)}
