@@ -37,12 +37,15 @@ def count_params(net) -> tuple[int, int]:
 
 
 def run_detector(name, arch, regime, splits, cfg: TrainConfig, size: int, run_dir, pretrained=True,
-                 figures_dir=None, figure_prefix="") -> dict:
+                 figures_dir=None, figure_prefix="", train_ds=None) -> dict:
     """Train one detector on ``splits["train"]``, select on ``splits["val"]``, report
-    val and test at frame and video level. Returns a result dict (net included)."""
+    val and test at frame and video level. Returns a result dict (net included).
+    ``train_ds`` replaces the training set (e.g. ``selfblend.training_set``)."""
     net = build_detector(arch, pretrained=pretrained).set_regime(regime)
     trainable, total = count_params(net)
     datasets = {s: FaceDataset(rows, size, train=(s == "train"), seed=cfg.seed) for s, rows in splits.items()}
+    if train_ds is not None:
+        datasets["train"] = train_ds
     res = fit(net, datasets["train"], datasets["val"], cfg, run_dir, name=name)
     out = {"name": name, "arch": arch, "regime": regime, "pretrained": net.pretrained,
            "pretrained_note": net.pretrained_note, "trainable": trainable, "total": total,
