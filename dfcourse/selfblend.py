@@ -183,3 +183,40 @@ class EpochConcat(torch.utils.data.ConcatDataset):
         for d in self.datasets:
             if hasattr(d, "epoch"):
                 d.epoch = value
+
+
+def training_set(rows, size: int, seed: int = 0, with_fakes: bool = True, augment_ops=("flip",),
+                 landmark_cache=None, device="cpu"):
+    """The training set of the self-blend protocols and the fake-class weight that balances it.
+
+    ``with_fakes=True``: every training row (no downsampling) plus a fresh self-blend of each
+    real per epoch; ``with_fakes=False``: the "reals + self-blends only" protocol (the index's
+    fakes are never seen). Returns ``(dataset, pos_weight)`` for ``TrainConfig(pos_weight=...)``.
+    """
+    from .datasets import FaceDataset
+
+    reals = [r for r in rows if r["label"] == 0]
+    if not reals:
+        raise ValueError("self-blending needs real faces in the training rows")
+    lm = real_landmarks(reals, size, cache=landmark_cache, device=device)
+    sb = SelfBlendDataset(reals, lm, size, seed=seed, augment_ops=augment_ops, masks=False)
+    if not with_fakes:
+        return sb, 1.0
+    n_fake = sum(r["label"] == 1 for r in rows) + len(reals)
+    return EpochConcat([FaceDataset(rows, size, train=True, seed=seed, augment_ops=augment_ops), sb]), \
+        2 * len(reals) / n_fake
+
+
+def auc_by_family(rows, probs) -> dict:
+    """Frame-level AUC of each forgery family (``method``) against all real rows: how a
+    detector trained on self-blends does on families it never saw. ``{method: auc}``."""
+    from sklearn.metrics import roc_auc_score
+
+    probs = np.asarray(probs)
+    real = [i for i, r in enumerate(rows) if r["label"] == 0]
+    out = {}
+    for m in sorted({r["method"] for r in rows if r["label"] == 1}):
+        fake = [i for i, r in enumerate(rows) if r["method"] == m and r["label"] == 1]
+        if real and fake:
+            out[m] = float(roc_auc_score([0] * len(real) + [1] * len(fake), probs[real + fake]))
+    return out
