@@ -95,7 +95,8 @@ def run(name, v, args, splits, landmarks):
                                                                augment_ops=v["ops"], masks=False)])
             n_real, n_fake = n_real + len(sb_rows), n_fake + len(sb_rows)
     cfg = TrainConfig(num_epochs=args.epochs, batch_size=32, lr=v["lr"], patience=v["patience"], seed=args.seed,
-                      warmup_epochs=v["warmup"], monitor=v["monitor"], pos_weight=n_real / n_fake if v["pos_weight"] else 1.0)
+                      warmup_epochs=v["warmup"], monitor=v["monitor"],
+                      pos_weight=n_real / n_fake if v["pos_weight"] else 1.0)
     torch.manual_seed(args.seed)
     net = build_detector(args.arch, pretrained=False, verbose=False).set_regime(v["regime"])
     t0 = time.time()
