@@ -262,6 +262,12 @@ class DemoViews(torch.utils.data.Dataset):
     def __len__(self):
         return len(self.idents) * self.views * len(self.methods)
 
+    def identity(self) -> dict:
+        """What a run trained on these views depends on (for main's ``dfcourse.runs``)."""
+        return {"class": "DemoViews", "identities": [i.name for i in self.idents], "size": self.size,
+                "views": self.views, "methods": list(self.methods), "seed": self.seed, "crop_size": self.crop_size,
+                "augment": list(self.augment_ops), "masks": self.masks}
+
     def sample(self, i):
         """``(face uint8 at crop_size, label, mask, method)`` of item ``i``."""
         k, rest = divmod(i, self.views * len(self.methods))

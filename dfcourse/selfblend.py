@@ -140,6 +140,15 @@ class SelfBlendDataset(Dataset):
     def __len__(self):
         return 2 * len(self.rows)
 
+    def identity(self) -> dict:
+        """What a run trained on this dataset depends on (for main's ``dfcourse.runs``)."""
+        from .runs import fingerprint, rows_fingerprint
+
+        return {"class": "SelfBlendDataset", "rows": rows_fingerprint(self.rows), "n": len(self.rows),
+                "landmarks": fingerprint(self.landmarks.round(2).tolist()), "size": self.size, "seed": self.seed,
+                "regions": list(self.regions), "views": self.views, "augment": list(self.augment_ops),
+                "masks": self.masks}
+
     def _real(self, k) -> np.ndarray:
         if k not in self._faces:  # decoded once: a few MB in quick mode
             self._faces[k] = np.asarray(load_face(self.rows[k]["path"], self.size))
@@ -173,6 +182,11 @@ class SelfBlendDataset(Dataset):
 class EpochConcat(torch.utils.data.ConcatDataset):
     """``ConcatDataset`` that passes ``.epoch`` on to its parts (e.g. index crops + online
     self-blends in one training set)."""
+
+    def identity(self) -> dict:
+        from .runs import dataset_identity
+
+        return {"class": "EpochConcat", "parts": [dataset_identity(d) for d in self.datasets]}
 
     @property
     def epoch(self):
