@@ -15,9 +15,11 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from tqdm.auto import tqdm
 
 from . import synth
+from .datasets import augment, to_tensor
 from .faces import FaceDetector, square_box
 from .index import split_groups, write_index
 from .io import (IMAGE_EXTS, BadInputError, SkipLog, check_positive, list_files, make_out_dir, read_image,
@@ -54,27 +56,30 @@ def _from_image(name, image, detector) -> Identity | None:
     return Identity(name, image, f.landmarks, square_box(f.box))
 
 
-def builtin_identities(detector, num_lfw: int = 100) -> list[Identity]:
-    """The public-domain faces that ship with scikit-image and matplotlib."""
+def builtin_images(num_lfw: int = 100) -> list[tuple[str, np.ndarray]]:
+    """``(name, RGB image)`` of the public-domain faces that ship with scikit-image and
+    matplotlib; the LFW faces upscaled to 96 px and padded (replicated, not mirrored)."""
     import matplotlib.cbook
     from skimage import data
 
     with matplotlib.cbook.get_sample_data("grace_hopper.jpg") as f:
         hopper = read_image(f.name)
-    out = []
-    for name, img in [("astronaut", data.astronaut()), ("cameraman", _grey_to_rgb(data.camera())),
-                      ("gracehopper", hopper)]:
-        ident = _from_image(name, img, detector)
-        if ident is not None:
-            out.append(ident)
+    out = [("astronaut", data.astronaut()), ("cameraman", _grey_to_rgb(data.camera())), ("gracehopper", hopper)]
     for i, face in enumerate(data.lfw_subset()[:num_lfw]):  # the first 100 are faces
         up = cv2.resize(_grey_to_rgb(face), (96, 96), interpolation=cv2.INTER_CUBIC)
-        img = cv2.copyMakeBorder(up, 48, 48, 48, 48, cv2.BORDER_REPLICATE)  # reflect would mirror faces
-        ident = _from_image(f"lfw{i:03d}", img, detector)
-        if ident is None:  # aligned crop: fall back to canonical landmark positions
-            lm = CANONICAL_LANDMARKS * 96 + 48
-            ident = Identity(f"lfw{i:03d}", img, lm, np.array([38, 38, 154, 154]))
-        out.append(ident)
+        out.append((f"lfw{i:03d}", cv2.copyMakeBorder(up, 48, 48, 48, 48, cv2.BORDER_REPLICATE)))
+    return out
+
+
+def builtin_identities(detector, num_lfw: int = 100) -> list[Identity]:
+    """The public-domain faces that ship with scikit-image and matplotlib."""
+    out = []
+    for name, img in builtin_images(num_lfw):
+        ident = _from_image(name, img, detector)
+        if ident is None and name.startswith("lfw"):  # aligned crop: canonical landmark positions
+            ident = Identity(name, img, CANONICAL_LANDMARKS * 96 + 48, np.array([38, 38, 154, 154]))
+        if ident is not None:
+            out.append(ident)
     return out
 
 
@@ -232,3 +237,85 @@ def build_ffpp_mini(root, num_frames: int = 8, frame_size: int = 256, seed: int 
             m = (mask * 255).round().astype(np.uint8)
             write_video(base / "masks" / "videos" / f"{t}_{s}.mp4", clip(np.stack([m] * 3, -1)))
     return root
+
+
+def demo_identities(split: str = "train", seed: int = 0, num_lfw: int = 100, cache=None,
+                    device="cpu") -> list[Identity]:
+    """The built-in identities of one split, split exactly as :func:`build_demo` splits them
+    (same seed), so online views of ``train`` never meet a val or test identity. ``cache``
+    (a JSON path) keeps the detected landmarks and boxes: MTCNN then runs only once."""
+    import json
+
+    cache = Path(cache) if cache else None
+    if cache and cache.is_file():
+        known = json.loads(cache.read_text())
+        idents = [Identity(name, img, np.array(known[name][0], np.float32), np.array(known[name][1]))
+                  for name, img in builtin_images(num_lfw) if name in known]
+    else:
+        idents = builtin_identities(FaceDetector(device=device), num_lfw)
+        if cache:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            cache.write_text(json.dumps({i.name: [np.asarray(i.landmarks).tolist(), np.asarray(i.square).tolist()]
+                                         for i in idents}))
+    split_of = split_groups([i.name for i in idents], seed=seed)
+    return [i for i in idents if split_of[i.name] == split]
+
+
+class DemoViews(torch.utils.data.Dataset):
+    """As many demo training samples as asked: every epoch, each identity gives ``views``
+    fresh 'frames' (pose, scale and crop jitter of its photo, :func:`view`), each one real
+    (``"original"`` in ``methods``) or forged by a family of ``methods`` (a swap's donor is
+    another of ``idents``). Drawn from ``(seed, epoch, index)``; rendered at ``crop_size``
+    (the index crops' size) and resized like :func:`dfcourse.datasets.load_face`, so they
+    look like the index crops. Items ``(image, label, index)``, or with ``masks=True``
+    ``(image, label, mask, index)``. ``methods`` may repeat ``"original"`` to balance classes.
+    Used in notebooks/02_resnet_baseline.ipynb (quick mode)."""
+
+    def __init__(self, idents, size: int, views: int = 4, methods=("original",) * 3 + synth.METHODS,
+                 seed: int = 0, crop_size: int = 128, augment_ops=("flip",), masks: bool = False):
+        if len(idents) < 2 and "swap" in methods:
+            raise ValueError("swap needs at least 2 identities")
+        self.idents, self.size, self.views, self.methods = list(idents), size, views, tuple(methods)
+        self.seed, self.crop_size, self.augment_ops, self.masks = seed, crop_size, tuple(augment_ops), masks
+        self.epoch = 0
+
+    def __len__(self):
+        return len(self.idents) * self.views * len(self.methods)
+
+    def identity(self) -> dict:
+        """What a run trained on these views depends on (for main's ``dfcourse.runs``)."""
+        return {"class": "DemoViews", "identities": [i.name for i in self.idents], "size": self.size,
+                "views": self.views, "methods": list(self.methods), "seed": self.seed, "crop_size": self.crop_size,
+                "augment": list(self.augment_ops), "masks": self.masks}
+
+    def sample(self, i):
+        """``(face uint8 at crop_size, label, mask, method)`` of item ``i``."""
+        k, rest = divmod(i, self.views * len(self.methods))
+        method = self.methods[rest % len(self.methods)]
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        face, lm = view(self.idents[k], self.crop_size, rng)
+        if method == "original":
+            return face, 0, np.zeros(face.shape[:2], np.float32), method
+        donor = None
+        if method == "swap":
+            d = (k + 1 + rng.integers(len(self.idents) - 1)) % len(self.idents)
+            donor = view(self.idents[d], self.crop_size, rng)
+        fake, mask = forge(method, face, lm, rng, donor)
+        return fake, 1, mask, method
+
+    def __getitem__(self, i):
+        from PIL import Image
+
+        face, label, mask, _ = self.sample(i)
+        img = Image.fromarray(face)
+        if self.size != self.crop_size:
+            img = img.resize((self.size, self.size), Image.BILINEAR)
+            mask = cv2.resize(mask, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+        rng = np.random.default_rng([self.seed, self.epoch, i, 1])
+        if "flip" in self.augment_ops and rng.random() < 0.5:
+            img, mask = img.transpose(Image.FLIP_LEFT_RIGHT), mask[:, ::-1]
+        rest = tuple(o for o in self.augment_ops if o != "flip")
+        if rest:
+            img = augment(img, rng, rest)
+        x, y = to_tensor(img), torch.tensor(float(label))
+        return (x, y, torch.from_numpy(np.ascontiguousarray(mask))[None], i) if self.masks else (x, y, i)

@@ -175,6 +175,31 @@ class Detector(nn.Module):
         return self
 
 
+class Meso4(Detector):
+    """Meso-4 (Afchar et al., 2018, "MesoNet"): four small conv blocks and a 16-unit
+    dense layer, ~28k parameters, made to be trained from scratch on face crops. As in the
+    paper: 3x3 then 5x5 convolutions, ReLU + BatchNorm, max-pooling, dropout 0.5 and a
+    LeakyReLU(0.1) hidden layer. One change: the last 4x4 max-pool becomes an adaptive
+    average pool to 8x8 (the paper's map at 256 px), so any input size >= 64 px works.
+    No published weights exist."""
+
+    def __init__(self):
+        def block(c_in, c_out, k, pool):
+            layers = [nn.Conv2d(c_in, c_out, k, padding=k // 2), nn.ReLU(inplace=True), nn.BatchNorm2d(c_out)]
+            return nn.Sequential(*layers, nn.MaxPool2d(pool) if pool else nn.AdaptiveAvgPool2d(8))
+
+        backbone = nn.Sequential(block(3, 8, 3, 2), block(8, 8, 5, 2), block(8, 16, 5, 2), block(16, 16, 5, 0),
+                                 nn.Flatten())
+        super().__init__("meso4", backbone, 16 * 8 * 8, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+        self.head = nn.Sequential(nn.Dropout(0.5), nn.Linear(self.num_features, 16), nn.LeakyReLU(0.1),
+                                  nn.Dropout(0.5), nn.Linear(16, 1))
+
+    @property
+    def cam_target(self) -> nn.Module:
+        """The last convolutional block's BatchNorm (before pooling): a 1/8-resolution map."""
+        return self.backbone[3][2]
+
+
 def build_detector(arch: str = "resnet18", pretrained: bool = True, weights=None, verbose: bool = True) -> Detector:
     """``resnet18`` (torchvision, ImageNet) or ``inception`` (facenet-pytorch
     InceptionResnetV1, VGGFace2), with a one-logit head."""
@@ -189,8 +214,15 @@ def build_detector(arch: str = "resnet18", pretrained: bool = True, weights=None
 
         backbone = InceptionResnetV1(pretrained=None, classify=False)
         net = Detector(arch, backbone, 512, FACENET_MEAN, FACENET_STD)
+    elif arch == "meso4":  # from scratch by design: no weights to look for
+        net = Meso4()
+        net.weights = (Weights(False, "", "no pretrained weights for meso4: random init") if pretrained
+                       else Weights.random("meso4"))
+        if verbose:
+            print(net.weights.note)
+        return net.set_regime("full")
     else:
-        raise ValueError(f"unknown arch {arch!r}; choose 'resnet18' or 'inception'")
+        raise ValueError(f"unknown arch {arch!r}; choose 'resnet18', 'inception' or 'meso4'")
     net.weights = load_pretrained(backbone, arch, weights) if pretrained else Weights.random(arch)
     if verbose:
         print(net.weights.note)

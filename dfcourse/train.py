@@ -14,6 +14,7 @@ run. ``fresh=True`` (or ``DFCOURSE_FRESH=1``) retrains regardless.
 from __future__ import annotations
 
 import csv
+import functools
 import os
 import time
 from dataclasses import dataclass
@@ -32,29 +33,37 @@ from .runs import fingerprint, run_folder, run_identity
 class TrainConfig:
     num_epochs: int = 10
     batch_size: int = 32
-    lr: float = 1e-4
+    lr: float = 1e-3                # from scratch 1e-4 barely moves in a few epochs (issue-11 ablation)
     weight_decay: float = 1e-4
     optimizer: str = "adamw"        # "adamw" or "adam"
     schedule: str = "none"          # "none" or "cosine"
     grad_clip: float = 0.0          # max gradient norm; 0 = off
-    patience: int = 3               # epochs without val-loss improvement before stopping
+    patience: int = 5               # epochs without val-loss improvement before stopping (3 stops
+                                    # random-init runs on a noisy val loss before they learn: issue 11)
     seed: int = 0
     device: str = "cpu"
     amp: bool = True                # mixed precision, CUDA only
     channels_last: bool = True      # CUDA only
     num_workers: int = -1           # DataLoader workers; -1: none on a CPU, up to 8 beside a GPU
     log_every: int = 1              # print every n-th epoch (and the last, and stops)
+    # from the issue-11 ablation (benchmarks/ablate_detector.py):
+    pos_weight: float = 1.0         # weight of the fake class in the BCE (instead of downsampling)
+    warmup_epochs: int = 0          # linear learning-rate warm-up over the first epochs
+    monitor: str = "val_loss"       # what early stopping and the best epoch follow: "val_loss" or
+                                    # "val_auc" (a random-init net's val loss can sit at 0.69 while its AUC rises)
 
 
-def bce_loss(net, batch):
+def bce_loss(net, batch, pos_weight: float = 1.0):
     """Binary cross-entropy on a one-logit classifier; returns ``(loss, scores)``.
-    With a frozen backbone the features are computed without autograd (faster)."""
+    With a frozen backbone the features are computed without autograd (faster).
+    ``pos_weight`` weighs the fake class (e.g. n_real / n_fake on unbalanced rows)."""
     x, y = batch[0], batch[1]
     frozen = getattr(net, "regime", "full") == "frozen"
     with torch.set_grad_enabled(torch.is_grad_enabled() and not frozen):
         features = net.forward_features(x)
     logits = net.forward_head(features).squeeze(1)
-    return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y.float()), logits
+    pw = torch.tensor(pos_weight, device=logits.device) if pos_weight != 1.0 else None
+    return torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y.float(), pos_weight=pw), logits
 
 
 def _to(batch, device, channels_last):
@@ -130,6 +139,12 @@ def fit(net, train_ds, val_ds, cfg: TrainConfig, run_root, loss_fn=bce_loss, nam
     optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     sched = (torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.num_epochs)
              if cfg.schedule == "cosine" else None)
+    if cfg.warmup_epochs:  # epoch e (from 0) runs at lr * min(1, (e + 1) / (warmup + 1)), then cosine if asked
+        cos = (lambda e: 0.5 * (1 + np.cos(np.pi * e / cfg.num_epochs))) if sched else (lambda e: 1.0)
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda e: min(1.0, (e + 1) / (cfg.warmup_epochs + 1)) * cos(e))
+    if loss_fn is bce_loss and cfg.pos_weight != 1.0:
+        loss_fn = functools.partial(bce_loss, pos_weight=cfg.pos_weight)
     scaler = torch.amp.GradScaler("cuda", enabled=cfg.amp and str(cfg.device).startswith("cuda"))
     val_loader = DataLoader(val_ds, batch_size=cfg.batch_size, **loader_options(cfg))
     key = fingerprint(identity)
@@ -171,9 +186,10 @@ def fit(net, train_ds, val_ds, cfg: TrainConfig, run_root, loss_fn=bce_loss, nam
                "val_auc": float(roc_auc_score(y, s)) if len(np.unique(y)) == 2 else float("nan"),
                "lr": optimizer.param_groups[0]["lr"], "seconds": time.time() - te}
         state["history"].append(row)
-        improved = val_loss < state["best_val"] - 1e-6
+        watched = -row["val_auc"] if cfg.monitor == "val_auc" and np.isfinite(row["val_auc"]) else val_loss
+        improved = watched < state["best_val"] - 1e-6  # best_val holds -AUC when monitor="val_auc"
         if improved:
-            state.update(best_val=val_loss, best_epoch=epoch, bad=0)
+            state.update(best_val=watched, best_epoch=epoch, bad=0)
             with atomic_path(best) as tmp:
                 torch.save({"model": net.state_dict(), "epoch": epoch}, tmp)
         else:
@@ -189,7 +205,7 @@ def fit(net, train_ds, val_ds, cfg: TrainConfig, run_root, loss_fn=bce_loss, nam
                   f"{val_loss:.4f} | val AUC (frame) {row['val_auc']:.3f} | {row['seconds']:.1f} s"
                   + ("  *best*" if improved else ""))
         if state["bad"] >= cfg.patience:
-            print(f"{name}: early stop, val loss has not improved for {cfg.patience} epochs")
+            print(f"{name}: early stop, {cfg.monitor.replace('_', ' ')} has not improved for {cfg.patience} epochs")
     if best.is_file():
         net.load_state_dict(torch.load(best, map_location=cfg.device, weights_only=True)["model"])
     net.eval()

@@ -1,0 +1,159 @@
+"""What makes from-scratch training work: the notebook-02 engine ablated one change at a
+time on the same data (the built-in demo data, random init, CPU), then the chosen recipe and
+the "reals + online self-blends only" protocol. Prints one table: frame-level AUC on the
+val and test splits, the epoch chosen on validation loss, and training seconds.
+
+    python benchmarks/ablate_detector.py [--arch resnet18] [--size 96] [--epochs 6]
+                                         [--only "NAME;NAME"] [--index PATH]
+
+Every row is selected on validation only; test is scored once per row. Rows:
+
+* ``course engine``: the engine as notebook 02 used it before issue 11 (class-balanced by
+  downsampling, flip + colour jitter + blur + JPEG 40-100, lr 1e-4, patience 3);
+* ``- jpeg`` / ``- blur`` / ``- jitter``: that augmentation switched off; ``flip only``;
+* ``pos_weight``: all training rows with a fake-class weight instead of downsampling;
+* ``lr 1e-3`` / ``+ warm-up``; ``no early stop`` (patience = epochs);
+* ``frozen``: random backbone frozen, only the head learns (BatchNorm in eval mode);
+* ``+ self-blends``: the training rows plus one fresh online self-blend per real per epoch;
+* ``SB only``: reals + online self-blends only, validated on reals vs the demo's self-blends,
+  tested on the families it never saw (swap, rerender), each against the test reals.
+"""
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.metrics import roc_auc_score
+
+
+def variants(epochs):
+    course = dict(balance=True, ops=("flip", "jitter", "blur", "jpeg"), lr=1e-4, patience=3, pos_weight=False,
+                  warmup=0, regime="full", selfblend=False, sb_only=False, views=0, monitor="val_loss")
+    tuned = dict(course, ops=("flip",), lr=1e-3, patience=epochs)
+    return {
+        "course engine": course,
+        "- jpeg": dict(course, ops=("flip", "jitter", "blur")),
+        "- blur": dict(course, ops=("flip", "jitter", "jpeg")),
+        "- jitter": dict(course, ops=("flip", "blur", "jpeg")),
+        "flip only": dict(course, ops=("flip",)),
+        "all four, lr 1e-3": dict(course, lr=1e-3),
+        "flip, lr 1e-3": dict(course, ops=("flip",), lr=1e-3),
+        "flip, lr 1e-3, no early stop": tuned,
+        "flip, lr 1e-3, patience 3 on val AUC": dict(course, ops=("flip",), lr=1e-3, monitor="val_auc"),
+        "  + warm-up 1 epoch": dict(tuned, warmup=1),
+        "  + pos_weight, all rows": dict(tuned, balance=False, pos_weight=True),
+        "  frozen (BN eval)": dict(tuned, regime="frozen"),
+        "  + self-blends": dict(tuned, selfblend=True),
+        "  + self-blends, all rows, pos_weight": dict(tuned, selfblend=True, balance=False, pos_weight=True),
+        "  online demo views (2 per identity)": dict(tuned, views=2),
+        "  online demo views (2) + self-blends": dict(tuned, views=2, selfblend=True),
+        "SB only (reals + self-blends)": dict(tuned, sb_only=True),
+    }
+
+
+def auc(rows, probs, methods=None):
+    keep = [i for i, r in enumerate(rows) if methods is None or r["method"] in methods]
+    y = np.array([rows[i]["label"] for i in keep])
+    return float(roc_auc_score(y, probs[keep])) if len(set(y)) == 2 else float("nan")
+
+
+def run(name, v, args, splits, landmarks):
+    from dfcourse.datasets import FaceDataset
+    from dfcourse.experiments import balance
+    from dfcourse.models import build_detector
+    from dfcourse.selfblend import EpochConcat, SelfBlendDataset
+    from dfcourse.train import TrainConfig, fit, predict_probs
+
+    train_rows, val_rows = splits["train"], splits["val"]
+    reals = [r for r in train_rows if r["label"] == 0]
+    if v["views"]:  # fresh demo frames of the train identities every epoch (3 reals : 3 fakes)
+        from dfcourse.demo import DemoViews, demo_identities
+
+        idents = demo_identities("train", 0, cache=Path(args.index_path).parent / "identities.json")
+        if {i.name for i in idents} != {r["video_id"] for r in train_rows}:  # never a val/test identity
+            raise SystemExit("online demo views need the built-in demo index (built with seed 0)")
+        train_ds = DemoViews(idents, args.size, views=v["views"], seed=args.seed, augment_ops=v["ops"])
+        if v["selfblend"]:
+            train_ds = EpochConcat([train_ds, SelfBlendDataset(reals, landmarks, args.size, seed=args.seed,
+                                                               augment_ops=v["ops"], masks=False)])
+        n_real = n_fake = len(train_ds) // 2
+    elif v["sb_only"]:
+        train_ds = SelfBlendDataset(reals, landmarks, args.size, seed=args.seed, masks=False)
+        val_rows = [r for r in val_rows if r["method"] in ("original", "selfblend")]
+        n_real = n_fake = len(reals)
+    else:
+        rows = balance(train_rows, args.seed) if v["balance"] else train_rows
+        train_ds = FaceDataset(rows, args.size, train=True, seed=args.seed, augment_ops=v["ops"])
+        n_real = sum(r["label"] == 0 for r in rows)
+        n_fake = len(rows) - n_real
+        if v["selfblend"]:
+            sb_rows = [r for r in rows if r["label"] == 0]
+            lm = landmarks[[reals.index(r) for r in sb_rows]]
+            train_ds = EpochConcat([train_ds, SelfBlendDataset(sb_rows, lm, args.size, seed=args.seed,
+                                                               augment_ops=v["ops"], masks=False)])
+            n_real, n_fake = n_real + len(sb_rows), n_fake + len(sb_rows)
+    cfg = TrainConfig(num_epochs=args.epochs, batch_size=32, lr=v["lr"], patience=v["patience"], seed=args.seed,
+                      warmup_epochs=v["warmup"], monitor=v["monitor"],
+                      pos_weight=n_real / n_fake if v["pos_weight"] else 1.0)
+    torch.manual_seed(args.seed)
+    net = build_detector(args.arch, pretrained=False, verbose=False).set_regime(v["regime"])
+    t0 = time.time()
+    with tempfile.TemporaryDirectory() as tmp:
+        res = fit(net, train_ds, FaceDataset(val_rows, args.size), cfg, tmp, name=name)
+    seconds = time.time() - t0
+    val = auc(val_rows, predict_probs(net, FaceDataset(val_rows, args.size)))
+    test_rows = splits["test"]
+    p = predict_probs(net, FaceDataset(test_rows, args.size))
+    out = {"name": name, "train": len(train_ds), "best": res["best_epoch"], "val": val, "test": auc(test_rows, p),
+           "seconds": seconds}
+    for m in ("selfblend", "swap", "rerender"):
+        out[m] = auc(test_rows, p, ("original", m))
+    return out
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--arch", default="resnet18")
+    p.add_argument("--size", type=int, default=96)
+    p.add_argument("--epochs", type=int, default=6)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--only", default="", help="semicolon-separated row names (default: all)")
+    p.add_argument("--index", default="", help="index CSV (default: the course's demo data)")
+    p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    args = p.parse_args()
+
+    from dfcourse import course as dc
+    from dfcourse.index import read_index
+    from dfcourse.selfblend import real_landmarks
+
+    dc.setup_offline()
+    torch.set_num_threads(args.threads or max(1, torch.get_num_threads()))
+    index = args.index or dc.ensure_demo(dc.Course("ablate", True, "benchmark", "cpu", 0, "", True,
+                                                   dc.project_root()))
+    splits = {s: read_index(index, split=s) for s in ("train", "val", "test")}
+    reals = [r for r in splits["train"] if r["label"] == 0]
+    args.index_path = index
+    landmarks = real_landmarks(reals, args.size, cache=Path(index).parent / "landmarks.json")
+    rows = []
+    only = [s.strip() for s in args.only.split(";") if s.strip()]
+    for name, v in variants(args.epochs).items():
+        if only and name.strip() not in only:
+            continue
+        rows.append(run(name, v, args, splits, landmarks))
+        r = rows[-1]
+        print(f"## {r['name']}: val {r['val']:.3f} test {r['test']:.3f} ({r['seconds']:.0f} s)", flush=True)
+    print(f"\n{args.arch}, {args.size}px, up to {args.epochs} epochs, random init, CPU "
+          f"({torch.get_num_threads()} threads), demo data {index}; AUC frame level; "
+          f"test per family = that family's fakes vs all test reals")
+    head = ["variant", "train items", "best ep", "val AUC", "test AUC", "selfblend", "swap", "rerender", "seconds"]
+    print(" | ".join(head))
+    for r in rows:
+        print(" | ".join([f"{r['name']:<38}", f"{r['train']:>5}", f"{r['best']:>2}", f"{r['val']:.3f}",
+                          f"{r['test']:.3f}", f"{r['selfblend']:.3f}", f"{r['swap']:.3f}", f"{r['rerender']:.3f}",
+                          f"{r['seconds']:.0f}"]))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,40 @@
+"""Meso-4 in the detector registry: parameter count, shapes, seam, CAM target, no weights,
+checkpoint round-trip."""
+import torch
+
+from dfcourse.models import Detector, build_detector, load_checkpoint, save_checkpoint
+
+
+def test_meso4_shapes_params_and_seam():
+    net = build_detector("meso4", pretrained=False, verbose=False).eval()
+    assert isinstance(net, Detector) and net.arch == "meso4"
+    assert sum(p.numel() for p in net.parameters()) == 27_977  # as in Afchar et al. (2018)
+    for size in (64, 96, 256):
+        x = torch.rand(2, 3, size, size)
+        f = net.forward_features(x)
+        assert f.shape == (2, 1024) and net.forward_head(f).shape == (2, 1) and net(x).shape == (2, 1)
+
+
+def test_meso4_cam_target_is_a_spatial_conv_map():
+    net = build_detector("meso4", pretrained=False, verbose=False).eval()
+    seen = {}
+    handle = net.cam_target.register_forward_hook(lambda m, i, o: seen.setdefault("out", o))
+    net(torch.rand(1, 3, 96, 96))
+    handle.remove()
+    assert seen["out"].shape == (1, 16, 12, 12)  # 96 / 8: the last conv block before pooling
+
+
+def test_meso4_has_no_pretrained_weights(capsys):
+    net = build_detector("meso4", pretrained=True)
+    assert capsys.readouterr().out.strip() == "no pretrained weights for meso4: random init"
+    assert net.pretrained is False
+
+
+def test_meso4_checkpoint_round_trip(tmp_path):
+    torch.manual_seed(0)
+    net = build_detector("meso4", pretrained=False, verbose=False).eval()
+    x = torch.rand(3, 3, 96, 96)
+    path = save_checkpoint(tmp_path / "meso4.pt", net, size=96)
+    back = load_checkpoint(path)
+    assert back.arch == "meso4" and back.meta["size"] == 96 and not back.pretrained
+    assert torch.allclose(back(x), net(x))
