@@ -20,6 +20,7 @@ from .datasets import FaceDataset
 from .experiments import balance, run_detector
 from .index import read_index
 from .localization import LocalizationDataset, ResNetLocalizer, make_loss
+from .selfblend import EpochConcat, SelfBlendDataset, real_landmarks
 from .train import TrainConfig, fit, predict_probs
 
 # The parameters cells of notebooks 02, 03 and 04 (names lower-cased).
@@ -30,8 +31,8 @@ NB03 = dict(clip_model="ViT-B-32", clip_pretrained="openai", train_method="auto"
             coop_context=4, lora_rank=4, lora_epochs=5, lora_lr=5e-4, quick_lora_per_class=16, quick_lora_epochs=2,
             quick_lora_eval=48)
 NB04 = dict(pretrained=True, target="residual", residual_threshold=0.05, residual_blur=1.0, map_weight=1.0,
-            size=224, num_epochs=10, lr=1e-4, batch_size=32, patience=3, quick_size=96, quick_epochs=4,
-            quick_max_per_class=225)
+            self_blend=True, size=224, num_epochs=10, lr=1e-4, batch_size=32, patience=3, quick_size=96,
+            quick_epochs=4, quick_max_per_class=225)
 
 
 def _params(defaults: dict, given: dict) -> dict:
@@ -174,10 +175,26 @@ def clip_head(course, index_path, clip, tokenizer, kind: str = "adapter+prompt",
 
 
 # ------------------------------------------------------------------ notebook 04
-def localizer_datasets(splits, size: int, seed: int, **params) -> dict:
+def landmark_cache(course):
+    """Where the real training crops' landmarks are kept between runs (MTCNN runs once)."""
+    return course.data / "landmarks" / "landmarks.json"
+
+
+def localizer_datasets(splits, input_size: int, seed: int, landmark_cache=None, device="cpu", **params) -> dict:
+    """Notebook 04's datasets. With ``self_blend``, the training set also returns, each
+    epoch, every real training face freshly self-blended in a random region (one eye, the
+    mouth, a cheek, half the face or the whole hull) with its exact mask: the manipulated
+    region varies in place, size and shape, so the map cannot be learned from position."""
     p = _params(NB04, params)
-    return {s: LocalizationDataset(rows, size, p["target"], p["residual_threshold"], p["residual_blur"],
-                                   train=(s == "train"), seed=seed) for s, rows in splits.items()}
+    out = {s: LocalizationDataset(rows, input_size, p["target"], p["residual_threshold"], p["residual_blur"],
+                                  train=(s == "train"), seed=seed) for s, rows in splits.items()}
+    if "train" in out:
+        out["train_index"] = out["train"]  # the index's own training faces (priors are fitted on these)
+    if p["self_blend"] and "train" in out:
+        reals = [r for r in splits["train"] if int(r["label"]) == 0]
+        lm = real_landmarks(reals, input_size, cache=landmark_cache, device=device)
+        out["train"] = EpochConcat([out["train"], SelfBlendDataset(reals, lm, input_size, seed=seed)])
+    return out
 
 
 def train_localizer(course, net, datasets, fresh: bool = False, **params):
@@ -199,5 +216,7 @@ def localizer(course, splits, **params):
               "val": splits["val"]}
     torch.manual_seed(course.seed)
     net = ResNetLocalizer(pretrained=p["pretrained"])
-    run = train_localizer(course, net, localizer_datasets(splits, size, course.seed, **params), **params)
+    datasets = localizer_datasets(splits, size, course.seed, landmark_cache=landmark_cache(course),
+                                  device=course.device, **params)
+    run = train_localizer(course, net, datasets, **params)
     return net, {"name": "resnet18-localizer", "size": size, "target": p["target"], "run_dir": str(run["run_dir"])}

@@ -125,3 +125,25 @@ def test_widget_callback_renders_headless(monkeypatch):
     assert "threshold 0.90" in shown[-1]._suptitle.get_text() and "IoU 0.000" in shown[-1]._suptitle.get_text()
     fig = render_localization(imgs, gts, maps, ["a", "b"], index=0, threshold=0.5)  # a real face
     assert "real face: 0.0% flagged" in fig._suptitle.get_text() and "IoU" not in fig._suptitle.get_text()
+
+
+def test_localizer_training_set_adds_self_blends_in_varied_regions(demo_index, tmp_path):
+    from dfcourse import recipes
+    from dfcourse.index import read_index
+    from dfcourse.runs import dataset_identity
+
+    rows = {s: read_index(demo_index, split=s) for s in ("train", "val")}
+    ds = recipes.localizer_datasets(rows, 64, 0, landmark_cache=tmp_path / "lm.json")
+    reals = [r for r in rows["train"] if r["label"] == 0]
+    assert len(ds["train"]) == len(ds["train_index"]) + 2 * len(reals)
+    sb = ds["train"].datasets[1]
+    x, y, m, _ = sb[1]
+    assert float(y) == 1 and m.shape == (1, 64, 64) and float(m.sum()) > 0  # a self-blend and its mask
+    assert float(sb[0][2].sum()) == 0  # its real face: an all-zero target
+    regions = {sb.sample(2 * k + 1)[3] for k in range(len(reals))}
+    assert len(regions) >= 3, regions  # the region moves from sample to sample
+    plain = recipes.localizer_datasets(rows, 64, 0, self_blend=False)
+    assert "train_index" in plain and dataset_identity(plain["train"]) != dataset_identity(ds["train"])
+    # the notebook passes every parameter, the size too, beside the input size it uses
+    both = recipes.localizer_datasets(rows, 64, 0, **{**recipes.NB04, "self_blend": False})
+    assert both["train"].size == 64

@@ -2,7 +2,8 @@
 checkpoint round-trip."""
 import torch
 
-from dfcourse.models import Detector, build_detector, load_checkpoint, save_checkpoint
+from dfcourse.checkpoints import load, save
+from dfcourse.models import Detector, build_detector
 
 
 def test_meso4_shapes_params_and_seam():
@@ -34,7 +35,7 @@ def test_meso4_checkpoint_round_trip(tmp_path):
     torch.manual_seed(0)
     net = build_detector("meso4", pretrained=False, verbose=False).eval()
     x = torch.rand(3, 3, 96, 96)
-    path = save_checkpoint(tmp_path / "meso4.pt", net, size=96)
-    back = load_checkpoint(path)
+    path = save(tmp_path / "meso4.pt", "detector", net, size=96)
+    back = load(path, "detector")
     assert back.arch == "meso4" and back.meta["size"] == 96 and not back.pretrained
     assert torch.allclose(back(x), net(x))
