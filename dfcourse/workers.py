@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
+import time
 from concurrent.futures import Future, ProcessPoolExecutor
 
 
@@ -22,12 +24,19 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def _init_worker() -> None:
-    # before torch is imported (only the face check needs it): one thread per worker
-    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+def _init_worker(parent: int) -> None:
+    os.environ.update(OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")  # should torch ever be imported
     import cv2
 
     cv2.setNumThreads(1)
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A killed ``prepare`` (SIGKILL) leaves its workers waiting for work forever: end them."""
+    while os.getppid() == parent:
+        time.sleep(0.5)
+    os._exit(1)
 
 
 class Workers:
@@ -38,7 +47,7 @@ class Workers:
             raise ValueError(f"workers must be >= 0, got {n}")
         self.n = n
         self.pool = (ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"),
-                                         initializer=_init_worker) if n else None)
+                                         initializer=_init_worker, initargs=(os.getpid(),)) if n else None)
 
     def submit(self, fn, *args) -> Future:
         if self.pool is not None:

@@ -362,7 +362,7 @@ def test_interrupted_prepare_resumes_to_the_same_index(ffpp_mini, tmp_path, caps
     import sys
     import time
 
-    args = ["prepare", "--ffpp", str(ffpp_mini), "--methods", "FaceSwap", "--frames", "2", "--size", "32"]
+    args = ["prepare", "--ffpp", str(ffpp_mini), "--methods", "FaceSwap", "--frames", "5", "--size", "32"]
     assert run_cli(args + ["--out", tmp_path / "ref"], capsys)[0] == 0  # the uninterrupted run
     out = tmp_path / "o"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
@@ -376,9 +376,11 @@ def test_interrupted_prepare_resumes_to_the_same_index(ffpp_mini, tmp_path, caps
         while proc.poll() is None and time.time() < deadline and \
                 len(list(out.glob("crops/*/*/done.json"))) <= before:  # wait until it is working
             time.sleep(0.05)
-        time.sleep(rng.uniform(0, 1.5))  # then interrupt at a random point
+        time.sleep(rng.uniform(0, 0.6))  # then interrupt at a random point (prepare is fast now)
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
+        stdout, err = proc.communicate(timeout=60)
+        if "index written" in stdout:  # the signal came after the work, while Python was exiting
+            continue
         interrupted += proc.returncode != 0
         if sig == signal.SIGINT and proc.returncode != 0:
             assert proc.returncode == 130 and "Traceback" not in err and "Re-run" in err, err
