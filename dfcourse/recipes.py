@@ -31,7 +31,7 @@ NB03 = dict(clip_model="ViT-B-32", clip_pretrained="openai", train_method="auto"
             coop_context=4, lora_rank=4, lora_epochs=5, lora_lr=5e-4, quick_lora_per_class=16, quick_lora_epochs=2,
             quick_lora_eval=48)
 NB04 = dict(pretrained=True, target="residual", residual_threshold=0.05, residual_blur=1.0, map_weight=1.0,
-            self_blend=True, size=224, num_epochs=10, lr=1e-4, batch_size=32, patience=3, quick_size=96,
+            self_blend=False, size=224, num_epochs=10, lr=1e-4, batch_size=32, patience=3, quick_size=96,
             quick_epochs=4, quick_max_per_class=225)
 
 

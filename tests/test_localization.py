@@ -133,7 +133,7 @@ def test_localizer_training_set_adds_self_blends_in_varied_regions(demo_index, t
     from dfcourse.runs import dataset_identity
 
     rows = {s: read_index(demo_index, split=s) for s in ("train", "val")}
-    ds = recipes.localizer_datasets(rows, 64, 0, landmark_cache=tmp_path / "lm.json")
+    ds = recipes.localizer_datasets(rows, 64, 0, landmark_cache=tmp_path / "lm.json", self_blend=True)
     reals = [r for r in rows["train"] if r["label"] == 0]
     assert len(ds["train"]) == len(ds["train_index"]) + 2 * len(reals)
     sb = ds["train"].datasets[1]
