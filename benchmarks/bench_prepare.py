@@ -49,7 +49,7 @@ def _rows(index):
 
 def compare(a_index, b_index):
     """(same rows but for box, min box IoU, mean box IoU, rows below BOX_IOU_TOL)."""
-    from dfcourse.faces import iou
+    from dfcourse.faces import box_iou as iou
 
     a, b = _rows(a_index), _rows(b_index)
     key = lambda r: {k: v for k, v in r.items() if k != "box"}  # noqa: E731
