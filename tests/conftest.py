@@ -35,6 +35,14 @@ def demo_index(tmp_path_factory):
     return build_demo(tmp_path_factory.mktemp("demo"), size=64, frames_per_id=2, num_lfw=12)
 
 
+@pytest.fixture(scope="session")
+def course_home(tmp_path_factory):
+    """A fresh course folder: data/, figures/, runs/ land here, not in the checkout. Shared
+    by the session, so the notebooks run in order (01..05, test_notebooks.py) leave their
+    checkpoints for the browser test of notebook 05 (test_notebooks_in_browser.py)."""
+    return tmp_path_factory.mktemp("course_home")
+
+
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)

@@ -32,12 +32,6 @@ def test_one_parameters_cell_with_literals_only(path):
         ast.literal_eval(node.value)  # raises if not a literal
 
 
-@pytest.fixture(scope="module")
-def course_home(tmp_path_factory):
-    """A fresh course folder: data/, figures/, runs/ land here, not in the checkout."""
-    return tmp_path_factory.mktemp("course_home")
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_executes_in_quick_mode(path, course_home, tmp_path, monkeypatch):
