@@ -1,7 +1,8 @@
 """ipywidgets explorers over cached arrays. Every explorer has a plain ``render_*``
 function (arrays in, figure out) that draws the same figure the widget shows, so a
 notebook draws the static default first — the only thing ``nbconvert`` keeps as an
-image — and tests can call the callbacks headless.
+image — and tests can call the callbacks headless. Every control has a tooltip: without
+one, ipywidgets 8.1 gives its label the hover text "null".
 Used in notebooks/04_residual_localization.ipynb and 05_gradcam_analysis.ipynb.
 """
 from __future__ import annotations
@@ -41,9 +42,10 @@ def render_localization(images, gts, maps, titles, index: int = 0, threshold: fl
 
 def localization_explorer(images, gts, maps, titles, threshold: float = 0.5):
     """Example picker + threshold slider over cached predictions (no model calls)."""
-    pick = w.IntSlider(value=0, min=0, max=len(images) - 1, description="example", continuous_update=False)
+    pick = w.IntSlider(value=0, min=0, max=len(images) - 1, description="example", continuous_update=False,
+                       tooltip="which face")
     thr = w.FloatSlider(value=threshold, min=0.05, max=0.95, step=0.05, description="threshold",
-                        continuous_update=False)
+                        continuous_update=False, tooltip="map > threshold is predicted manipulated")
     out = w.interactive_output(lambda index, threshold: _show(render_localization(images, gts, maps, titles,
                                                                                   index, threshold)),
                                {"index": pick, "threshold": thr})
@@ -99,12 +101,15 @@ def cam_explorer(images, cams: dict, titles=None, masks=None, model=None, method
     by_model = {m: sorted(k for mm, k in cams if mm == m) for m in sorted({m for m, _ in cams})}
     model = model if model in by_model else next(iter(by_model))
     method = method if method in by_model[model] else by_model[model][0]
-    index = w.IntSlider(value=0, min=0, max=len(images) - 1, description="image", continuous_update=False)
-    model_w = w.Dropdown(options=list(by_model), value=model, description="model")
-    method_w = w.Dropdown(options=by_model[model], value=method, description="CAM")
-    alpha_w = w.FloatSlider(value=alpha, min=0, max=1, step=0.05, description="alpha", continuous_update=False)
+    index = w.IntSlider(value=0, min=0, max=len(images) - 1, description="image", continuous_update=False,
+                        tooltip="which face")
+    model_w = w.Dropdown(options=list(by_model), value=model, description="model", tooltip="whose maps")
+    method_w = w.Dropdown(options=by_model[model], value=method, description="CAM",
+                          tooltip="the methods cached for this model")
+    alpha_w = w.FloatSlider(value=alpha, min=0, max=1, step=0.05, description="alpha", continuous_update=False,
+                            tooltip="opacity of the CAM overlay")
     thr = w.FloatSlider(value=threshold, min=0.05, max=0.95, step=0.05, description="threshold",
-                        continuous_update=False)
+                        continuous_update=False, tooltip="CAM > threshold is flagged (right panel)")
 
     def on_model(change):  # keep the method if the new model has it, else its first
         keep = method_w.value if method_w.value in by_model[change["new"]] else by_model[change["new"]][0]
@@ -161,7 +166,7 @@ def upload_demo(predictor, about: str = ""):
     said with ``about`` (model, weights, mode). The upload is cleared once handled, so the
     same file can be uploaded again and no photo stays in the saved widget state."""
     up = w.FileUpload(accept="image/*", multiple=False, description="Upload photo",
-                      layout=w.Layout(width="auto"))
+                      tooltip="a JPG or PNG photo with a face", layout=w.Layout(width="auto"))
     out = w.Output()
 
     def on_change(change):

@@ -10,7 +10,7 @@ from dfcourse.cam import METHODS, compute_cams
 from dfcourse.metrics import cam_scores, energy_in_mask, pointing_game
 from dfcourse.models import build_detector
 from dfcourse.predict import Predictor
-from dfcourse.widgets import cam_explorer, handle_upload, render_cam
+from dfcourse.widgets import cam_explorer, handle_upload, localization_explorer, render_cam, upload_demo
 
 
 def test_pointing_game_and_energy_hand_made():
@@ -118,3 +118,25 @@ def test_explorers_read_cleanly_as_text():
     box = localization_explorer([np.zeros((8, 8, 3), np.uint8)], [np.zeros((8, 8))], [np.zeros((8, 8))], ["a"])
     text = box._repr_mimebundle_()["text/plain"] if hasattr(box, "_repr_mimebundle_") else repr(box)
     assert "interactive explorer" in text and "VBox(" not in text
+
+
+def test_every_explorer_control_has_a_tooltip(monkeypatch):
+    """Without one, ipywidgets 8.1 renders the label's hover text as "null"."""
+    import ipywidgets as w
+
+    import dfcourse.widgets as W
+
+    monkeypatch.setattr(W, "_show", lambda fig: None)
+    imgs = [np.zeros((32, 32, 3), np.uint8)] * 2
+    maps = np.random.default_rng(0).random((2, 32, 32))
+    boxes = [cam_explorer(imgs, {("ResNet18", "gradcam"): maps}), upload_demo(predictor=None),
+             localization_explorer(imgs, [np.zeros((32, 32))] * 2, maps, ["a", "b"])]
+
+    def controls(widget):
+        if isinstance(widget, w.Box):
+            return [c for child in widget.children for c in controls(child)]
+        return [] if isinstance(widget, w.Output) else [widget]
+
+    found = [c for box in boxes for c in controls(box)]
+    assert len(found) == 8  # 5 + 1 + 2
+    assert all(c.tooltip for c in found), [c.description for c in found if not c.tooltip]
