@@ -241,6 +241,7 @@ def test_notebook05_explorers_in_jupyterlab(course_home, tmp_path, astronaut):
                         method.select_option(m)
                         src = _new_image(cell, src)
                 _assert_clean(page)
+            assert cell.locator("[title=null]").count() == 0, "a control's hover text is 'null'"
             cell.scroll_into_view_if_needed()
             page.screenshot(path=str(tmp_path / "notebook05_explorer.png"))
 
@@ -248,6 +249,7 @@ def test_notebook05_explorers_in_jupyterlab(course_home, tmp_path, astronaut):
             up = page.locator(".jp-CodeCell").filter(has_text="upload_demo(predictor")
             button = up.locator("button.widget-upload")
             assert button.inner_text().strip().startswith("Upload photo")
+            assert button.get_attribute("title") != "null", "the upload button's hover text is 'null'"
             assert button.evaluate("b => b.scrollWidth <= b.clientWidth"), "the upload button's label is cut off"
             photo = tmp_path / "astronaut.png"
             Image.fromarray(astronaut).save(photo)
