@@ -1,5 +1,6 @@
-"""Notebook 05's explorers in a real browser: JupyterLab under headless Chromium, driven by
-Playwright against Debian's ``/usr/bin/chromium`` (``.ci/run`` installs it), all on 127.0.0.1.
+"""The explorers of notebooks 05 and 04 in a real browser: JupyterLab under headless Chromium,
+driven by Playwright against Debian's ``/usr/bin/chromium`` (``.ci/run`` installs it), all on
+127.0.0.1. Each notebook runs with Run > Run All Cells; then every control is changed.
 
 This module sorts after ``test_notebooks.py`` and shares its session's course folder
 (``course_home`` in conftest.py), so notebook 05 loads the checkpoints notebooks 02-04 left
@@ -23,6 +24,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOK = ROOT / "notebooks" / "05_gradcam_analysis.ipynb"
+NOTEBOOK_04 = ROOT / "notebooks" / "04_residual_localization.ipynb"
 CHROMIUM = Path("/usr/bin/chromium")
 # a closed network: no sync, updates, field trials or QUIC probes, a fresh profile
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -196,76 +198,104 @@ def _options(select) -> list:
     return select.locator("option").evaluate_all("os => os.map(o => o.value)")
 
 
+@contextmanager
+def notebook_run_in_lab(notebook: Path, course_home: Path, tmp: Path):
+    """A copy of ``notebook`` opened in JupyterLab (quick mode, offline, ``DFCOURSE_HOME``
+    = ``course_home``) and run with Run All Cells; yields the page. On a failure the page
+    goes to ``tmp/failure.png`` and the server's log to the test's output."""
+    lab = tmp / "lab"
+    lab.mkdir()
+    shutil.copy(notebook, lab / notebook.name)
+    env = {**os.environ, "DFCOURSE_HOME": str(course_home), "DFCOURSE_QUICK": "1", "HF_HUB_OFFLINE": "1",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+    with jupyter_lab(lab, env, tmp) as (url, token), chromium_page(tmp) as page:
+        try:
+            _open_and_run_all(page, url, token, notebook.name)
+            assert "mode: QUICK" in _outputs_text(page)
+            yield page
+        except BaseException:
+            page.screenshot(path=str(tmp / "failure.png"))
+            print(f"screenshots in {tmp}; jupyter log:\n{_tail(tmp / 'jupyter.log')}")
+            raise
+
+
 def test_notebook05_explorers_in_jupyterlab(course_home, tmp_path, astronaut):
     from PIL import Image
 
-    lab = tmp_path / "lab"
-    lab.mkdir()
-    shutil.copy(NOTEBOOK, lab / NOTEBOOK.name)
-    env = {**os.environ, "DFCOURSE_HOME": str(course_home), "DFCOURSE_QUICK": "1", "HF_HUB_OFFLINE": "1",
-           "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-    with jupyter_lab(lab, env, tmp_path) as (url, token), chromium_page(tmp_path) as page:
-        try:
-            _open_and_run_all(page, url, token, NOTEBOOK.name)
-            assert "mode: QUICK" in _outputs_text(page)
+    with notebook_run_in_lab(NOTEBOOK, course_home, tmp_path) as page:
+        # the CAM explorer opens on the static figure's view, shown right above it
+        static = page.locator(".jp-CodeCell").filter(has_text="fig = render_cam(").locator("img")
+        cell = page.locator(".jp-CodeCell").filter(has_text="cam_explorer(faces")
+        cell.locator(".widget-output img").wait_for(timeout=RENDER_TIMEOUT * 1000)
+        model, method = _dropdown(cell, "model"), _dropdown(cell, "CAM")
+        assert (model.input_value(), method.input_value()) == ("ResNet18", "gradcam")
+        assert _slider(cell, "threshold").locator(".widget-readout").inner_text() == "0.50"
+        src = _image(cell)
+        assert src == static.get_attribute("src"), "the explorer does not open on the static figure's view"
 
-            # the CAM explorer opens on the static figure's view, shown right above it
-            static = page.locator(".jp-CodeCell").filter(has_text="fig = render_cam(").locator("img")
-            cell = page.locator(".jp-CodeCell").filter(has_text="cam_explorer(faces")
-            cell.locator(".widget-output img").wait_for(timeout=RENDER_TIMEOUT * 1000)
-            model, method = _dropdown(cell, "model"), _dropdown(cell, "CAM")
-            assert (model.input_value(), method.input_value()) == ("ResNet18", "gradcam")
-            assert _slider(cell, "threshold").locator(".widget-readout").inner_text() == "0.50"
-            src = _image(cell)
-            assert src == static.get_attribute("src"), "the explorer does not open on the static figure's view"
-
-            # every control re-renders the image
-            for label, key in (("image", "ArrowRight"), ("alpha", "ArrowRight"), ("threshold", "ArrowLeft")):
-                slider = _slider(cell, label)
-                before = slider.locator(".widget-readout").inner_text()
-                slider.locator(".noUi-handle").press(key)
-                src = _new_image(cell, src)
-                assert slider.locator(".widget-readout").inner_text() != before, label
-            # each model offers only the methods cached for it, and each of them renders
-            models = _options(model)
-            assert {"ResNet18", "CLIP"} <= set(models), models
-            for name in sorted(models, key=lambda m: m == "ResNet18"):  # away from ResNet18 first
-                model.select_option(name)
-                src = _new_image(cell, src)
-                offered = _options(method)
-                assert offered, name
-                if name.startswith("Localizer"):
-                    assert offered == ["supervised map"], offered
-                for m in offered:
-                    if m != method.input_value():
-                        method.select_option(m)
-                        src = _new_image(cell, src)
-                _assert_clean(page)
-            assert cell.locator("[title=null]").count() == 0, "a control's hover text is 'null'"
-            cell.scroll_into_view_if_needed()
-            page.screenshot(path=str(tmp_path / "notebook05_explorer.png"))
-
-            # the upload demo: its label fits its button; a photo is handled, then cleared
-            up = page.locator(".jp-CodeCell").filter(has_text="upload_demo(predictor")
-            button = up.locator("button.widget-upload")
-            assert button.inner_text().strip().startswith("Upload photo")
-            assert button.get_attribute("title") != "null", "the upload button's hover text is 'null'"
-            assert button.evaluate("b => b.scrollWidth <= b.clientWidth"), "the upload button's label is cut off"
-            photo = tmp_path / "astronaut.png"
-            Image.fromarray(astronaut).save(photo)
-            with page.expect_file_chooser() as chooser:
-                button.click()
-            chooser.value.set_files(str(photo))
-            up.locator(".widget-output img").wait_for(timeout=RENDER_TIMEOUT * 1000)
-            message = up.locator(".widget-output").inner_text()
-            assert "astronaut.png: face 0:" in message and "quick mode" in message, message
-            page.wait_for_function("b => b.textContent.includes('(0)')", arg=button.element_handle(),
-                                   timeout=60_000)  # the upload's value was cleared
-            up.scroll_into_view_if_needed()
-            page.screenshot(path=str(tmp_path / "notebook05_upload.png"))
+        # every control re-renders the image
+        for label, key in (("image", "ArrowRight"), ("alpha", "ArrowRight"), ("threshold", "ArrowLeft")):
+            slider = _slider(cell, label)
+            before = slider.locator(".widget-readout").inner_text()
+            slider.locator(".noUi-handle").press(key)
+            src = _new_image(cell, src)
+            assert slider.locator(".widget-readout").inner_text() != before, label
+        # each model offers only the methods cached for it, and each of them renders
+        models = _options(model)
+        assert {"ResNet18", "CLIP"} <= set(models), models
+        for name in sorted(models, key=lambda m: m == "ResNet18"):  # away from ResNet18 first
+            model.select_option(name)
+            src = _new_image(cell, src)
+            offered = _options(method)
+            assert offered, name
+            if name.startswith("Localizer"):
+                assert offered == ["supervised map"], offered
+            for m in offered:
+                if m != method.input_value():
+                    method.select_option(m)
+                    src = _new_image(cell, src)
             _assert_clean(page)
-        except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"))
-            print(f"screenshots in {tmp_path}; jupyter log:\n{_tail(tmp_path / 'jupyter.log')}")
-            raise
+        assert cell.locator("[title=null]").count() == 0, "a control's hover text is 'null'"
+        cell.scroll_into_view_if_needed()
+        page.screenshot(path=str(tmp_path / "notebook05_explorer.png"))
+
+        # the upload demo: its label fits its button; a photo is handled, then cleared
+        up = page.locator(".jp-CodeCell").filter(has_text="upload_demo(predictor")
+        button = up.locator("button.widget-upload")
+        assert button.inner_text().strip().startswith("Upload photo")
+        assert button.get_attribute("title") != "null", "the upload button's hover text is 'null'"
+        assert button.evaluate("b => b.scrollWidth <= b.clientWidth"), "the upload button's label is cut off"
+        photo = tmp_path / "astronaut.png"
+        Image.fromarray(astronaut).save(photo)
+        with page.expect_file_chooser() as chooser:
+            button.click()
+        chooser.value.set_files(str(photo))
+        up.locator(".widget-output img").wait_for(timeout=RENDER_TIMEOUT * 1000)
+        message = up.locator(".widget-output").inner_text()
+        assert "astronaut.png: face 0:" in message and "quick mode" in message, message
+        page.wait_for_function("b => b.textContent.includes('(0)')", arg=button.element_handle(),
+                               timeout=60_000)  # the upload's value was cleared
+        up.scroll_into_view_if_needed()
+        page.screenshot(path=str(tmp_path / "notebook05_upload.png"))
+        _assert_clean(page)
     print(f"screenshots: {tmp_path}/notebook05_explorer.png, notebook05_upload.png")
+
+
+def test_notebook04_explorer_in_jupyterlab(course_home, tmp_path):
+    with notebook_run_in_lab(NOTEBOOK_04, course_home, tmp_path) as page:
+        # opens on the static figure shown right above it; each slider re-renders
+        static = page.locator(".jp-CodeCell").filter(has_text="fig = render_localization(").locator("img")
+        cell = page.locator(".jp-CodeCell").filter(has_text="localization_explorer([faces")
+        cell.locator(".widget-output img").wait_for(timeout=RENDER_TIMEOUT * 1000)
+        src = _image(cell)
+        assert src == static.get_attribute("src"), "the explorer does not open on the static figure's view"
+        for label, key in (("example", "ArrowRight"), ("threshold", "ArrowLeft")):
+            slider = _slider(cell, label)
+            before = slider.locator(".widget-readout").inner_text()
+            slider.locator(".noUi-handle").press(key)
+            src = _new_image(cell, src)
+            assert slider.locator(".widget-readout").inner_text() != before, label
+        assert cell.locator("[title=null]").count() == 0, "a control's hover text is 'null'"
+        _assert_clean(page)
+        cell.scroll_into_view_if_needed()
+        page.screenshot(path=str(tmp_path / "notebook04_explorer.png"))
