@@ -180,13 +180,6 @@ def localization_metrics(maps, gts, labels, image_scores=None, threshold: float 
     return out
 
 
-def constant_baselines(gts, labels) -> dict:
-    """Mean IoU of an all-ones and an all-zeros map, over fakes with a non-empty target."""
-    pairs = _fakes_with_target(gts, gts, labels)
-    return {"all_ones_iou": float(np.mean([mask_iou(np.ones_like(g), g) for _, g in pairs])),
-            "all_zeros_iou": float(np.mean([mask_iou(np.zeros_like(g), g) for _, g in pairs]))}
-
-
 def mean_mask_prior(gts, labels, splits=None) -> np.ndarray:
     """The best image-independent map: the mean ground-truth mask of the training fakes
     (those with a non-empty target). ``splits`` (one per map) guards the rule: anything

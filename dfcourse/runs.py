@@ -93,12 +93,3 @@ def run_folder(root, identity: dict, fresh: bool = False) -> Path:
         with atomic_path(spec) as tmp:
             tmp.write_text(json.dumps(identity, indent=2, sort_keys=True, default=str))
     return folder
-
-
-def describe(identity: dict) -> str:
-    """One line: the settings a person recognises (architecture, weights, size, lr, epochs)."""
-    m, c = identity.get("model", {}), identity.get("config", {})
-    size = identity.get("train", {}).get("size", "")
-    return (f"{m.get('arch') or m.get('class')} {m.get('regime', '')} | weights {m.get('weights', '')[:8]}"
-            f"{f' | {size}px' if size else ''} | lr {c.get('lr')} | {c.get('num_epochs')} epochs")
-

@@ -46,3 +46,16 @@ def course_home(tmp_path_factory):
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def detector_checkpoint(tmp_path_factory):
+    """A random-init ResNet18 detector saved through the registry, as notebook 02 saves one."""
+    import torch
+
+    from dfcourse.checkpoints import save
+    from dfcourse.models import build_detector
+
+    torch.manual_seed(0)
+    net = build_detector("resnet18", pretrained=False, verbose=False)
+    return save(tmp_path_factory.mktemp("ck") / "det.pt", "detector", net, size=64)

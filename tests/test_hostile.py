@@ -226,10 +226,8 @@ def test_demo_data_relative_out_inside_faces_and_same_names(tmp_path, astronaut,
 # --------------------------------------------------------------------------- predict
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    net = build_detector("resnet18", pretrained=False, verbose=False)
-    return save(tmp_path_factory.mktemp("ck") / "det.pt", "detector", net, size=32)
+def checkpoint(detector_checkpoint):
+    return detector_checkpoint
 
 
 @pytest.fixture(scope="module")

@@ -53,8 +53,9 @@ def test_pixel_auc_and_threshold_hand_made():
     m = M.localization_metrics(maps, gts, [1, 1, 0, 1], None, 0.5)
     assert m["iou"] == 1.0 and m["dice"] == 1.0 and m["fp_area_real"] == 1.0
     assert m["n_fake"] == 2 and m["n_fake_empty_target"] == 1  # the empty one does not inflate IoU
-    base = M.constant_baselines(gts, [1, 1, 0, 1])
-    assert base["all_ones_iou"] == 0.25 and base["all_zeros_iou"] == 0.0
+    ones, zeros = np.ones_like(gts[0]), np.zeros_like(gts[0])
+    base = M.prior_rows({"ones": ones, "zeros": zeros}, (gts, [1, 1, 0, 1]), (gts, [1, 1, 0, 1]))
+    assert base["ones"]["iou"] == 0.25 and base["zeros"]["iou"] == 0.0 and base["ones"]["fp_area_real"] == 1.0
 
 
 def test_output_shapes_both_encoders():

@@ -7,15 +7,12 @@ from PIL import Image
 
 from dfcourse.cam import METHODS, compute_cams, vit_grid, vit_reshape_transform
 from dfcourse.cli import main
-from dfcourse.checkpoints import save
 from dfcourse.models import build_detector
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory):
-    torch.manual_seed(0)
-    net = build_detector("resnet18", pretrained=False, verbose=False)
-    return save(tmp_path_factory.mktemp("ck") / "det.pt", "detector", net, size=64)
+def checkpoint(detector_checkpoint):
+    return detector_checkpoint
 
 
 @pytest.fixture(scope="module")
