@@ -28,7 +28,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from .faces import FaceDetector, face_track, square_box
-from .index import FRACTIONS, SPLITS, split_groups, write_index
+from .index import FRACTIONS, SPLITS, link_groups, split_groups, write_index
 from .io import (IMAGE_EXTS, BadInputError, SkipLog, atomic_path, check_positive, list_files, make_out_dir,
                  read_image, remove_stale_temp, safe_stem, save_image, short_hash)
 from .tracks import FaceCheck, Track, choose_face, crop_row, load_track, reuse_track, save_track, settle
@@ -125,18 +125,9 @@ def official_splits(splits_dir) -> dict:
 
 def pair_splits(originals, fakes, seed: int = 0, fractions=FRACTIONS) -> dict:
     """A deterministic split when no official one is given: originals linked by a fake
-    (target and source) form one group, and every group stays in one split."""
-    parent = {v: v for v in originals}
-
-    def find(v):
-        while parent.setdefault(v, v) != v:
-            parent[v] = parent[parent[v]]
-            v = parent[v]
-        return v
-
-    for _, t, s, _, _ in fakes:
-        parent[find(t)] = find(s)
-    groups = {v: find(v) for v in parent}
+    (target and source) form one group (:func:`dfcourse.index.link_groups`), and every
+    group stays in one split."""
+    groups = link_groups(originals, [(t, s) for _, t, s, _, _ in fakes])
     by_group = split_groups(set(groups.values()), seed=seed, fractions=fractions)
     out = {v: by_group[g] for v, g in groups.items()}
     for _, t, s, _, _ in fakes:

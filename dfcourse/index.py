@@ -111,6 +111,24 @@ def split_groups(groups, seed: int = 0, fractions=FRACTIONS) -> dict:
     return assign
 
 
+def link_groups(originals, pairs) -> dict:
+    """``{original id: group id}``: two originals share a group when a chain of fakes links
+    them (a fake ``(target, source)`` links its two originals) — connected components by
+    union-find. Splitting by group keeps every fake with both its originals.
+    Used in notebooks/01_data_prep.ipynb (exercise 1.3) and by ``ffpp.pair_splits``."""
+    parent = {v: v for v in originals}
+
+    def find(v):
+        while parent.setdefault(v, v) != v:
+            parent[v] = parent[parent[v]]
+            v = parent[v]
+        return v
+
+    for t, s in pairs:
+        parent[find(t)] = find(s)
+    return {v: find(v) for v in parent}
+
+
 def identities(video_id: str) -> set[str]:
     """The identities a video id names: ``000_003`` -> {000, 003}; demo ids have no ``_``."""
     return set(str(video_id).split("_"))

@@ -1,0 +1,145 @@
+"""Every exercise check of the notebooks can pass and can fail.
+
+For each nbgrader exercise (an "autograded answer" cell ``ID`` and its locked tests cell
+``ID-tests``) the instructor's solution passes the tests (hidden ones included), and the
+student edition's stub and at least one wrong answer per exercise fail them. Runs the cells'
+code directly, without a kernel: exercise and test cells are self-contained by design.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbgrader.preprocessors import ClearSolutions
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+# Wrong answers, one or more per exercise: a plausible mistake, or a call into dfcourse.
+WRONG = {
+    "ex01-1": [
+        "def face_square(box, margin=1.3):\n    return [int(v) for v in box]",  # no margin, not square
+        "import numpy as np\ndef face_square(box, margin=1.3):\n"  # side from the smaller side
+        "    x1, y1, x2, y2 = box; s = round(min(x2 - x1, y2 - y1) * margin)\n"
+        "    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2\n"
+        "    return np.array([round(cx - s / 2), round(cy - s / 2), round(cx - s / 2) + s, round(cy - s / 2) + s])",
+        "from dfcourse.faces import square_box\ndef face_square(box, margin=1.3):\n    return square_box(box, margin)",
+    ],
+    "ex01-2": [
+        "import numpy as np\ndef frame_indices(num_total, k):\n    return np.arange(min(k, num_total))",  # first k
+        "import numpy as np\ndef frame_indices(num_total, k):\n"  # k > n repeats frames
+        "    return np.round(np.linspace(0, num_total - 1, k)).astype(int)",
+        "from dfcourse.video import sample_indices\ndef frame_indices(num_total, k):\n"
+        "    return sample_indices(num_total, k)",
+    ],
+    "ex01-3": [
+        "def link_groups(originals, fakes):\n    return {v: v for v in originals}",  # no linking at all
+        "def link_groups(originals, fakes):\n"  # links only direct pairs, not chains
+        "    g = {v: v for v in originals}\n"
+        "    for t, s in fakes:\n        g[s] = g.get(t, t)\n"
+        "    return g",
+        "from dfcourse.index import link_groups as lg\ndef link_groups(originals, fakes):\n"
+        "    return lg(originals, fakes)",
+    ],
+}
+
+
+def exercises():
+    out = []
+    for path in NOTEBOOKS:
+        nb = nbformat.read(path, as_version=4)
+        cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+        for gid, cell in cells.items():
+            meta = cell.metadata.get("nbgrader", {})
+            if meta.get("solution") and not meta.get("grade") and cell.cell_type == "code":
+                out.append(pytest.param(cell, cells.get(f"{gid}-tests"), id=gid))
+    return out
+
+
+def run(answer_source: str, tests_source: str):
+    namespace = {"__name__": "__main__"}
+    exec(compile(answer_source, "<answer>", "exec"), namespace)
+    exec(compile(tests_source, "<tests>", "exec"), namespace)
+
+
+def student_stub(cell):
+    """The cell as nbgrader's student edition has it (solution region replaced by a stub)."""
+    cell = copy.deepcopy(cell)
+    clear = ClearSolutions()
+    clear._replace_solution_region(cell, "python")
+    return cell.source
+
+
+def test_notebooks_have_exercises():
+    found = [p.id for p in exercises()]
+    assert {"ex01-1", "ex01-2", "ex01-3"} <= set(found)
+
+
+@pytest.mark.parametrize("answer, tests", exercises())
+def test_solution_passes(answer, tests):
+    assert tests is not None, "every exercise has a tests cell named <id>-tests"
+    assert "### BEGIN SOLUTION" in answer.source
+    run(answer.source, tests.source)
+
+
+@pytest.mark.parametrize("answer, tests", exercises())
+def test_student_stub_fails(answer, tests):
+    stub = student_stub(answer)
+    assert "raise NotImplementedError()" in stub and "BEGIN SOLUTION" not in stub
+    with pytest.raises(NotImplementedError):
+        run(stub, tests.source)
+
+
+@pytest.mark.parametrize("answer, tests", exercises())
+def test_wrong_answers_fail(answer, tests):
+    gid = answer.metadata["nbgrader"]["grade_id"]
+    assert WRONG.get(gid), f"no wrong answer for {gid} in WRONG: every check must be shown to fail"
+    for wrong in WRONG[gid]:
+        with pytest.raises(AssertionError):
+            run(wrong, tests.source)
+
+
+# ------------------------------------------------------------------ the plumbing itself
+def test_pick_uses_a_working_answer_and_falls_back_otherwise(capsys):
+    from dfcourse import exercises as ex
+
+    def ref(a, b):
+        return a + b
+
+    def unsolved(a, b):
+        raise NotImplementedError()
+
+    assert ex.pick("E", lambda a, b: b + a, ref, [(1, 2), (3, 4)]) is not ref
+    assert "using your answer" in capsys.readouterr().out
+    for yours, why in [(None, "not defined"), (unsolved, "not solved yet"), (lambda a, b: a - b, "different answer"),
+                       (lambda a, b: a / 0, "ZeroDivisionError")]:
+        assert ex.pick("E", yours, ref, [(1, 2)]) is ref
+        assert why in capsys.readouterr().out
+
+
+def test_forbid_refuses_the_course_function_under_any_name_and_restores_it():
+    from dfcourse import exercises as ex
+    from dfcourse import faces
+    from dfcourse.faces import square_box as renamed
+
+    scope = {"sb": renamed}
+    with ex.forbid("dfcourse.faces.square_box", scope=scope):
+        for call in (faces.square_box, scope["sb"]):
+            with pytest.raises(AssertionError, match="do not call dfcourse.faces.square_box"):
+                call((0, 0, 1, 1))
+    assert faces.square_box is renamed and scope["sb"] is renamed
+
+
+def test_same_and_same_partition():
+    import numpy as np
+    import torch
+
+    from dfcourse import exercises as ex
+
+    assert ex.same({"a": [1.0, np.nan]}, {"a": np.array([1.0, np.nan])})
+    assert ex.same((np.zeros(2), 3), [torch.zeros(2), 3.0]) and not ex.same(np.zeros(2), np.zeros(3))
+    assert ex.within(1)([10, 11], [11, 10]) and not ex.same([10, 11], [11, 10])
+    assert ex.same_partition({"a": 1, "b": 1, "c": 2}, {"a": "x", "b": "x", "c": "y"})
+    assert not ex.same_partition({"a": 1, "b": 1, "c": 2}, {"a": 1, "b": 2, "c": 2})
