@@ -43,6 +43,26 @@ WRONG = {
         "from dfcourse.index import link_groups as lg\ndef link_groups(originals, fakes):\n"
         "    return lg(originals, fakes)",
     ],
+    "ex02-1": [
+        "def best_epoch(history):\n    return min(history, key=lambda r: r['train_loss'])['epoch']",  # train loss
+        "def best_epoch(history):\n    return max(history, key=lambda r: r.get('test_auc', 0))['epoch']",  # test
+        "def best_epoch(history):\n"  # the position, not the epoch number
+        "    return min(range(len(history)), key=lambda i: history[i]['val_loss']) + 1",
+    ],
+    "ex02-2": [
+        "def equal_error_rate(y, scores):\n    return 0.0",
+        "import numpy as np\nfrom sklearn.metrics import roc_curve\ndef equal_error_rate(y, scores):\n"  # no interpolation
+        "    fpr, tpr, _ = roc_curve(y, scores)\n    return float(fpr[np.argmin(np.abs(fpr - (1 - tpr)))])",
+        "from dfcourse.metrics import eer\ndef equal_error_rate(y, scores):\n    return eer(y, scores)",
+    ],
+    "ex02-3": [
+        "import numpy as np\ndef video_level(rows, probs):\n"  # max instead of mean
+        "    ids = sorted({r['video_id'] for r in rows})\n"
+        "    y = np.array([next(r['label'] for r in rows if r['video_id'] == v) for v in ids])\n"
+        "    return ids, y, np.array([max(p for r, p in zip(rows, probs) if r['video_id'] == v) for v in ids])",
+        "from dfcourse.metrics import video_scores\ndef video_level(rows, probs):\n"
+        "    k, y, p = video_scores(rows, probs)\n    return [v for v, _ in k], y, p",
+    ],
 }
 
 
@@ -74,7 +94,7 @@ def student_stub(cell):
 
 def test_notebooks_have_exercises():
     found = [p.id for p in exercises()]
-    assert {"ex01-1", "ex01-2", "ex01-3"} <= set(found)
+    assert {"ex01-1", "ex01-2", "ex01-3", "ex02-1", "ex02-2", "ex02-3"} <= set(found)
 
 
 @pytest.mark.parametrize("answer, tests", exercises())
