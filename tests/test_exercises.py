@@ -63,6 +63,35 @@ WRONG = {
         "from dfcourse.metrics import video_scores\ndef video_level(rows, probs):\n"
         "    k, y, p = video_scores(rows, probs)\n    return [v for v, _ in k], y, p",
     ],
+    "ex03-1": [
+        "import torch\ndef prompt_logit(f, text, scale=100.0):\n"  # dot products, not cosines
+        "    s = f.float() @ text.float().T\n    return scale * (s[:, 1] - s[:, 0])",
+        "import torch\ndef prompt_logit(f, text, scale=100.0):\n"  # real minus fake
+        "    f = torch.nn.functional.normalize(f, dim=-1); t = torch.nn.functional.normalize(text, dim=-1)\n"
+        "    s = f @ t.T\n    return scale * (s[:, 0] - s[:, 1])",
+        "from dfcourse.clip_peft import ClipHead\ndef prompt_logit(f, text, scale=100.0):\n"
+        "    return ClipHead('zeroshot', f.shape[1], text)(f).squeeze(1).detach()",
+    ],
+    "ex03-2": [
+        "import torch\nfrom torch import nn\nclass ResidualAdapter(nn.Module):\n"  # not zero-initialised
+        "    def __init__(self, dim, hidden):\n        super().__init__()\n"
+        "        self.down, self.up = nn.Linear(dim, hidden), nn.Linear(hidden, dim)\n"
+        "    def forward(self, f):\n        return f + self.up(torch.relu(self.down(f)))",
+        "import torch\nfrom torch import nn\nclass ResidualAdapter(nn.Module):\n"  # zero in, zero out: cannot learn
+        "    def __init__(self, dim, hidden):\n        super().__init__()\n"
+        "        self.down, self.up = nn.Linear(dim, hidden), nn.Linear(hidden, dim)\n"
+        "        for p in self.parameters():\n            nn.init.zeros_(p)\n"
+        "    def forward(self, f):\n        return f + self.up(torch.relu(self.down(f)))",
+        "from dfcourse.clip_peft import Adapter\nclass ResidualAdapter(Adapter):\n"
+        "    def __init__(self, dim, hidden):\n        super().__init__(dim, hidden)",
+    ],
+    "ex03-3": [
+        "def lora_linear(x, W, b, A, B, alpha):\n    return x @ W.T + b + alpha * (x @ A.T) @ B.T",  # no 1/r
+        "def lora_linear(x, W, b, A, B, alpha):\n    return x @ W.T + b",  # no update at all
+        "import torch\nfrom dfcourse.clip_tuning import LoRA\ndef lora_linear(x, W, b, A, B, alpha):\n"
+        "    lora = LoRA(W, r=A.shape[0], alpha=alpha); lora.A.data, lora.B.data = A, B\n"
+        "    return torch.nn.functional.linear(x, lora(W), b)",
+    ],
 }
 
 
@@ -94,7 +123,7 @@ def student_stub(cell):
 
 def test_notebooks_have_exercises():
     found = [p.id for p in exercises()]
-    assert {"ex01-1", "ex01-2", "ex01-3", "ex02-1", "ex02-2", "ex02-3"} <= set(found)
+    assert {"ex01-1", "ex01-2", "ex01-3", "ex02-1", "ex02-2", "ex02-3", "ex03-1", "ex03-2", "ex03-3"} <= set(found)
 
 
 @pytest.mark.parametrize("answer, tests", exercises())
