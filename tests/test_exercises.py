@@ -92,6 +92,36 @@ WRONG = {
         "    lora = LoRA(W, r=A.shape[0], alpha=alpha); lora.A.data, lora.B.data = A, B\n"
         "    return torch.nn.functional.linear(x, lora(W), b)",
     ],
+    "ex04-1": [
+        "import numpy as np\ndef residual_mask(fake, source, threshold=0.05):\n"  # uint8 wrap-around
+        "    return ((np.abs(fake - source).mean(-1) / 255) > threshold).astype(np.float32)",
+        "import numpy as np\ndef residual_mask(fake, source, threshold=0.05):\n"  # max over channels, not mean
+        "    d = np.abs(fake.astype(float) - source.astype(float)).max(-1) / 255\n"
+        "    return (d > threshold).astype(np.float32)",
+        "from dfcourse.localization import residual_target\ndef residual_mask(fake, source, threshold=0.05):\n"
+        "    return residual_target(fake, source, threshold, 0)",
+    ],
+    "ex04-2": [
+        "import numpy as np\ndef iou_dice(pred, gt):\n"  # empty-mask convention wrong (0/0 -> 0)
+        "    p, g = np.asarray(pred, bool), np.asarray(gt, bool)\n"
+        "    u = (p | g).sum(); s = p.sum() + g.sum()\n"
+        "    return (float((p & g).sum() / u) if u else 0.0, float(2 * (p & g).sum() / s) if s else 0.0)",
+        "import numpy as np\ndef iou_dice(pred, gt):\n"  # Dice computed as IoU
+        "    p, g = np.asarray(pred, bool), np.asarray(gt, bool)\n"
+        "    u = (p | g).sum()\n    v = float((p & g).sum() / u) if u else 1.0\n    return v, v",
+        "from dfcourse.metrics import dice, mask_iou\ndef iou_dice(pred, gt):\n"
+        "    return mask_iou(pred, gt), dice(pred, gt)",
+    ],
+    "ex04-3": [
+        "import numpy as np\ndef choose_threshold(val_maps, val_masks, candidates):\n    return 0.5",
+        "import numpy as np\ndef choose_threshold(val_maps, val_masks, candidates):\n"  # last on a tie
+        "    def iou(a, b):\n        u = (a | b).sum()\n        return (a & b).sum() / u if u else 1.0\n"
+        "    s = [np.mean([iou(np.asarray(p) > t, np.asarray(g) > 0.5) for p, g in zip(val_maps, val_masks)])"
+        " for t in candidates]\n"
+        "    return float(candidates[len(s) - 1 - int(np.argmax(s[::-1]))])",
+        "from dfcourse.metrics import best_threshold\ndef choose_threshold(val_maps, val_masks, candidates):\n"
+        "    return best_threshold(val_maps, val_masks, candidates)",
+    ],
 }
 
 
