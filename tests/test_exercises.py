@@ -122,6 +122,42 @@ WRONG = {
         "from dfcourse.metrics import best_threshold\ndef choose_threshold(val_maps, val_masks, candidates):\n"
         "    return best_threshold(val_maps, val_masks, candidates)",
     ],
+    "ex05-1": [
+        "import numpy as np\nimport torch\ndef grad_cam(net, layer, x):\n"  # gradient x activation, no channel mean
+        "    store = {}\n    h = layer.register_forward_hook(lambda m, i, o: store.update(A=o))\n"
+        "    out = net(x); h.remove(); A = store['A']\n"
+        "    (g,) = torch.autograd.grad(out[:, 0].sum(), A)\n"
+        "    cam = torch.relu((g * A).sum(1)).detach().numpy()\n"
+        "    cam = cam - cam.min(axis=(1, 2), keepdims=True)\n"
+        "    return cam / np.maximum(cam.max(axis=(1, 2), keepdims=True), 1e-7)",
+        "import numpy as np\nimport torch\ndef grad_cam(net, layer, x):\n"  # forgets to remove the hook
+        "    store = {}\n    layer.register_forward_hook(lambda m, i, o: store.update(A=o))\n"
+        "    out = net(x); A = store['A']\n"
+        "    (g,) = torch.autograd.grad(out[:, 0].sum(), A)\n"
+        "    cam = torch.relu((g.mean((2, 3), keepdim=True) * A).sum(1)).detach().numpy()\n"
+        "    cam = cam - cam.min(axis=(1, 2), keepdims=True)\n"
+        "    return cam / np.maximum(cam.max(axis=(1, 2), keepdims=True), 1e-7)",
+        "from pytorch_grad_cam import GradCAM\nfrom pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget\n"
+        "def grad_cam(net, layer, x):\n"
+        "    with GradCAM(model=net, target_layers=[layer]) as c:\n"
+        "        return c(input_tensor=x, targets=[ClassifierOutputTarget(0)] * len(x))",
+    ],
+    "ex05-2": [
+        "import numpy as np\ndef pointing_hit(cam, mask):\n"  # transposed coordinates
+        "    r, c = np.unravel_index(int(np.argmax(cam)), np.shape(cam))\n"
+        "    return bool(np.asarray(mask).T[r, c] > 0.5) if max(r, c) < min(np.shape(mask)) else False",
+        "import numpy as np\ndef pointing_hit(cam, mask):\n"  # any overlap instead of the maximum
+        "    return bool(((np.asarray(cam) > 0) & (np.asarray(mask) > 0.5)).any())",
+        "from dfcourse.metrics import pointing_game\ndef pointing_hit(cam, mask):\n    return pointing_game(cam, mask)",
+    ],
+    "ex05-3": [
+        "import numpy as np\ndef energy_share(cam, mask):\n"  # negatives not clipped
+        "    cam = np.asarray(cam, float); t = cam.sum()\n"
+        "    return float((cam * (np.asarray(mask) > 0.5)).sum() / t) if t > 0 else 0.0",
+        "import numpy as np\ndef energy_share(cam, mask):\n"  # mask area instead of map mass
+        "    return float((np.asarray(mask) > 0.5).mean())",
+        "from dfcourse.metrics import energy_in_mask\ndef energy_share(cam, mask):\n    return energy_in_mask(cam, mask)",
+    ],
 }
 
 
@@ -153,7 +189,8 @@ def student_stub(cell):
 
 def test_notebooks_have_exercises():
     found = [p.id for p in exercises()]
-    assert {"ex01-1", "ex01-2", "ex01-3", "ex02-1", "ex02-2", "ex02-3", "ex03-1", "ex03-2", "ex03-3"} <= set(found)
+    assert {"ex01-1", "ex01-2", "ex01-3", "ex02-1", "ex02-2", "ex02-3", "ex03-1", "ex03-2", "ex03-3", "ex04-1", "ex04-2", "ex04-3",
+            "ex05-1", "ex05-2", "ex05-3"} <= set(found)
 
 
 @pytest.mark.parametrize("answer, tests", exercises())
