@@ -56,12 +56,16 @@ WRONG = {
         "from dfcourse.metrics import eer\ndef equal_error_rate(y, scores):\n    return eer(y, scores)",
     ],
     "ex02-3": [
-        "import numpy as np\ndef video_level(rows, probs):\n"  # max instead of mean
+        "import numpy as np\ndef video_level(rows, probs):\n"  # groups by video_id alone
         "    ids = sorted({r['video_id'] for r in rows})\n"
-        "    y = np.array([next(r['label'] for r in rows if r['video_id'] == v) for v in ids])\n"
-        "    return ids, y, np.array([max(p for r, p in zip(rows, probs) if r['video_id'] == v) for v in ids])",
-        "from dfcourse.metrics import video_scores\ndef video_level(rows, probs):\n"
-        "    k, y, p = video_scores(rows, probs)\n    return [v for v, _ in k], y, p",
+        "    y = np.array([max(r['label'] for r in rows if r['video_id'] == v) for v in ids])\n"
+        "    p = np.array([np.mean([q for r, q in zip(rows, probs) if r['video_id'] == v]) for v in ids])\n"
+        "    return [(v, int(l)) for v, l in zip(ids, y)], y, p",
+        "import numpy as np\ndef video_level(rows, probs):\n"  # max instead of mean
+        "    keys = sorted({(r['video_id'], int(r['label'])) for r in rows})\n"
+        "    p = [max(q for r, q in zip(rows, probs) if (r['video_id'], int(r['label'])) == k) for k in keys]\n"
+        "    return keys, np.array([k[1] for k in keys]), np.array(p)",
+        "from dfcourse.metrics import video_scores\ndef video_level(rows, probs):\n    return video_scores(rows, probs)",
     ],
     "ex03-1": [
         "import torch\ndef prompt_logit(f, text, scale=100.0):\n"  # dot products, not cosines
