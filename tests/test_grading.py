@@ -1,8 +1,8 @@
 """The grading layer (dfcourse/grading.py) on a small notebook this file writes, never the
 course notebooks: the student edition hides solutions, ``nbgrader validate`` tells a student
 where they stand, and autograding a class of broken and working submissions gives each
-student the points their own work earns. About a minute on a laptop CPU (one kernel per
-notebook graded)."""
+student the points their own work earns. Those tests start a kernel per notebook run (about
+four minutes together on a busy 2-core machine) and are marked slow."""
 import copy
 import csv
 import os
@@ -83,6 +83,7 @@ def solve(nb, src, *ids):
     return nb
 
 
+@pytest.mark.slow
 def test_student_edition_reveals_no_solution(course):
     src, edition = course
     text = edition.read_text()
@@ -104,6 +105,7 @@ def validate(path, home):
     return out.stdout + out.stderr
 
 
+@pytest.mark.slow
 def test_validate_zero_on_student_edition_full_on_instructor_version(course, tmp_path):
     src, edition = course
     # all three grade cells fail (two tests and the unchanged answer): zero points
@@ -113,7 +115,7 @@ def test_validate_zero_on_student_edition_full_on_instructor_version(course, tmp
 
 @pytest.fixture(scope="module")
 def graded(course, tmp_path_factory):
-    """A class of nine: every way a submission goes right or wrong, graded in one batch."""
+    """A class of ten: every way a submission goes right or wrong, graded in one batch."""
     src_path, edition = course
     src, blank = nbformat.read(src_path, as_version=4), nbformat.read(edition, as_version=4)
     solved = solve(blank, src, "ex1", "ex2")
@@ -138,6 +140,9 @@ def graded(course, tmp_path_factory):
     looping = copy.deepcopy(solved)
     cell(looping, "ex1").source = "def square(x):\n    while True:\n        pass"
     submit("looping", looping)
+    submit("noanswer", nbformat.v4.new_notebook(cells=[c for c in solved.cells
+                                                       if c.metadata["nbgrader"]["grade_id"] != "ex1"],
+                                                metadata=solved.metadata))
     submit("notjson", '{"cells": [ this is not JSON')
     submit("partly", solve(blank, src, "ex1"))
     submit("renamed", solved, name=f"{NAME} (copy).ipynb")
@@ -163,12 +168,14 @@ EXPECTED = {  # student: (ex1_tests, ex2_tests, ex3_answer, total, words in the 
     "tampered": ("0.0", "0.0", "0.0", "0.0", ["edited read-only cell ex1_tests", "ex1_tests: NotImplementedError"]),
     # a deleted test cell is not put back (nbgrader's default): no points for it
     "deleted": ("0.0", "1.0", "manual", "1.0", ["deleted test cell ex1_tests"]),
+    "noanswer": ("0.0", "1.0", "manual", "1.0", ["deleted answer cell ex1", "ex1_tests: NameError"]),
     "looping": ("0.0", "1.0", "manual", "1.0", ["ex1_tests: timeout"]),
     "notjson": ("0.0", "0.0", "0.0", "0.0", ["not a notebook (NotJSONError"]),
     "a_vandal": ("2.0", "1.0", "manual", "3.0", ["changed the shared demo data"]),
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("student", sorted(EXPECTED))
 def test_grade_each_submission(graded, student):
     _, rows = graded
@@ -180,6 +187,7 @@ def test_grade_each_submission(graded, student):
         assert w in row["status"], row
 
 
+@pytest.mark.slow
 def test_grade_outputs(graded):
     out, rows = graded
     assert len(rows) == len(EXPECTED)  # the batch went on past every broken submission
@@ -193,9 +201,8 @@ def test_grade_outputs(graded):
     assert (out / "homes" / "solved" / "runs" / "mark.txt").is_file()
 
 
-def test_match_submissions_renamed_and_missing(course, tmp_path):
-    src, edition = course
-    expected = {NAME: nbformat.read(edition, as_version=4)}
+def test_match_submissions_renamed_and_missing(tmp_path):
+    expected = {NAME: source_notebook()}
     (tmp_path / "notes.ipynb").write_text("{}")
     found = grading.match_submissions(tmp_path, expected)
     assert found[NAME][0] is None and found[NAME][1].startswith("missing; not graded: notes.ipynb")
