@@ -29,6 +29,8 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from .io import BadInputError
+
 ASSIGNMENT = "dfcourse"
 # nbgrader's delimiters: none of them may survive into the student edition
 MARKERS = ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "END HIDDEN TESTS",
@@ -55,22 +57,32 @@ def _on_path():
         os.environ["PATH"] = old
 
 
-def nbgrader(course_dir, *args, env=None, timeout=None) -> tuple[int, str]:
-    """Run ``nbgrader ARGS`` on the course folder ``course_dir`` (its own sqlite gradebook).
-    Returns ``(returncode, log)``; past ``timeout`` seconds the whole process group (nbgrader
-    and its kernel) is killed and the returncode is -9."""
-    course_dir = Path(course_dir).resolve()
-    cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course_dir}",
-           f"--CourseDirectory.db_url=sqlite:///{course_dir / 'gradebook.db'}"]
-    proc = subprocess.Popen(cmd, cwd=course_dir, env=env or _env(), stdout=subprocess.PIPE,
+def run_killable(cmd, cwd, env=None, timeout=None) -> tuple[int, str]:
+    """Run ``cmd``; returns ``(returncode, output)``. Past ``timeout`` seconds the command and
+    everything it started are killed (a kernel runs in a session of its own, so killing the
+    process group is not enough) and the returncode is -9."""
+    import psutil  # ipykernel's dependency
+
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env or _env(), stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         log, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
+        for child in psutil.Process(proc.pid).children(recursive=True):
+            child.kill()
         os.killpg(proc.pid, signal.SIGKILL)
         log, _ = proc.communicate()
         return -9, log
     return proc.returncode, log
+
+
+def nbgrader(course_dir, *args, env=None, timeout=None) -> tuple[int, str]:
+    """Run ``nbgrader ARGS`` on the course folder ``course_dir`` (its own sqlite gradebook)
+    with :func:`run_killable`."""
+    course_dir = Path(course_dir).resolve()
+    cmd = [sys.executable, "-m", "nbgrader", *args, f"--CourseDirectory.root={course_dir}",
+           f"--CourseDirectory.db_url=sqlite:///{course_dir / 'gradebook.db'}"]
+    return run_killable(cmd, course_dir, env, timeout)
 
 
 def generate(notebooks, course_dir) -> Path:
@@ -287,8 +299,12 @@ def grade(submissions, out, notebooks, timeout: int = 600, share_data: bool = Tr
     ``build`` writes the shared demo data (tests pass a tiny one).
     """
     out = Path(out)
+    if Path(submissions).resolve() in (out.resolve(), *out.resolve().parents):
+        raise BadInputError(f"the output folder {out} is inside the submissions folder {submissions}: "
+                            "choose another --out")
     course = out / "nbgrader"
-    remove_tree(course)
+    for old in (course, out / "homes", out / "feedback"):  # every run starts afresh
+        remove_tree(old)
     release = generate(notebooks, course)
     expected = {p.stem: read_notebook(p)[0] for p in sorted(release.glob("*.ipynb"))}
     sources = {Path(p).stem: read_notebook(p)[0] for p in notebooks}

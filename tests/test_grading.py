@@ -8,6 +8,7 @@ import csv
 import os
 import subprocess
 import sys
+import time
 
 import nbformat
 import pytest
@@ -214,6 +215,26 @@ def test_grade_cli_needs_a_folder(tmp_path):
     out = subprocess.run([sys.executable, "-m", "dfcourse", "grade", str(tmp_path / "nope")], capture_output=True,
                          text=True, env=dict(os.environ))
     assert out.returncode == 2 and "is not a folder" in out.stderr
+
+
+def test_run_killable_kills_what_the_command_started(tmp_path):
+    """The whole-notebook limit: a kernel (here a sleeping grandchild in a session of its own,
+    as jupyter_client starts kernels) must not outlive it."""
+    import psutil
+
+    script = ("import subprocess, sys, time\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True)\n"
+              f"open({str(tmp_path / 'pid')!r}, 'w').write(str(child.pid))\ntime.sleep(60)")
+    rc, _ = grading.run_killable([sys.executable, "-c", script], tmp_path, timeout=3)
+    assert rc == -9
+    pid = int((tmp_path / "pid").read_text())
+    time.sleep(0.5)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_grade_refuses_output_inside_submissions(tmp_path):
+    with pytest.raises(ValueError, match="inside the submissions folder"):
+        grading.grade(tmp_path, tmp_path / "grades", [])
 
 
 def test_make_grade_without_submissions_says_so():
