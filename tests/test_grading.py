@@ -5,10 +5,17 @@ student the points their own work earns. Those tests start a kernel per notebook
 four minutes together on a busy 2-core machine) and are marked slow."""
 import copy
 import csv
+import json
 import os
+import secrets
+import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -112,6 +119,58 @@ def test_validate_zero_on_student_edition_full_on_instructor_version(course, tmp
     # all three grade cells fail (two tests and the unchanged answer): zero points
     assert "VALIDATION FAILED ON 3 CELL(S)" in validate(edition, tmp_path / "a")
     assert "Success! Your notebook passes all the tests." in validate(src, tmp_path / "b")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_nbgrader_config_gives_course_cells_time():
+    """Validate (command line and JupyterLab) reads ./nbgrader_config.py; nbgrader's default
+    30 s per cell is less than a quick-mode training cell."""
+    from traitlets.config import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", str(ROOT)).load_config()
+    assert config.Execute.timeout >= 600
+
+
+@pytest.mark.slow
+def test_validate_button_in_jupyterlab(course, tmp_path):
+    """The request JupyterLab's Validate button sends (``POST /assignments/validate``) to a
+    server started in the course folder, like ``make lab LAB_DIR=student``: the student
+    edition fails on its three grade cells, the solved notebook passes."""
+    src, edition = course
+    lab = tmp_path / "student"
+    lab.mkdir()
+    shutil.copy(edition, lab / "edition.ipynb")
+    shutil.copy(src, lab / "solved.ipynb")
+    tiny_demo(tmp_path / "home" / "data" / "demo")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    token, url = secrets.token_hex(8), f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={lab}", "--allow-root"]
+    env = grading._env(DFCOURSE_HOME=str(tmp_path / "home"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
+    with open(tmp_path / "server.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5).close()
+                break
+            except OSError:
+                time.sleep(1)
+        results = {}
+        for name in ("edition.ipynb", "solved.ipynb"):
+            req = urllib.request.Request(f"{url}/assignments/validate", data=urllib.parse.urlencode(
+                {"path": name}).encode(), headers={"Authorization": f"token {token}"}, method="POST")
+            with urllib.request.urlopen(req, timeout=300) as r:
+                results[name] = json.load(r)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert results["edition.ipynb"]["success"] and len(results["edition.ipynb"]["value"]["failed"]) == 3
+    assert results["solved.ipynb"] == {"success": True, "value": {}}
 
 
 @pytest.fixture(scope="module")
