@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.dfcourse-installed
 
-.PHONY: setup course test test-fast lint lab bench clean-data
+.PHONY: setup course test test-fast lint lab bench clean-data student grade need-submissions
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,8 +32,24 @@ test: lint
 test-fast: lint
 	$(BIN)/python -m pytest -m "not slow"
 
+## JupyterLab on LAB_DIR (default notebooks/; students: `make lab LAB_DIR=student`). nbgrader's
+## Validate button checks the open notebook, with the per-cell timeout of ./nbgrader_config.py.
+LAB_DIR ?= notebooks
 lab: setup
-	$(BIN)/jupyter lab notebooks
+	$(BIN)/jupyter lab $(LAB_DIR)
+
+## The student edition (nbgrader generate_assignment) in student/: no solutions, no hidden tests.
+student: setup
+	$(BIN)/python -m dfcourse student
+
+## Autograde SUBMISSIONS/<student>/<notebook>.ipynb: grades/grades.csv and grades/feedback/.
+## GRADE_TIMEOUT is nbgrader's per-cell limit in seconds.
+GRADE_TIMEOUT ?= 600
+grade: need-submissions setup
+	$(BIN)/python -m dfcourse grade "$(SUBMISSIONS)" --timeout $(GRADE_TIMEOUT)
+
+need-submissions:
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=DIR  (DIR/<student>/<notebook>.ipynb)" >&2; exit 2; }
 
 bench: setup
 	$(BIN)/python benchmarks/bench_mtcnn.py

@@ -68,6 +68,31 @@ def _course(args) -> int:
     return 0 if all(r["status"] == "pass" for r in results) else 1
 
 
+def _student(args) -> int:
+    from .grading import course_notebooks, student_edition
+
+    notebooks = args.notebooks or course_notebooks()
+    written = student_edition(notebooks, args.out)
+    print(f"student edition: {len(written)} notebook(s) in {args.out}/ (solutions and hidden tests removed); "
+          f"students check their work with `nbgrader validate {args.out}/NN_name.ipynb` or JupyterLab's Validate")
+    return 0
+
+
+def _grade(args) -> int:
+    from pathlib import Path
+
+    from .grading import course_notebooks, grade
+
+    if not Path(args.submissions).is_dir():
+        print(f"grade: {args.submissions} is not a folder of DIR/<student>/<notebook>.ipynb", file=sys.stderr)
+        return 2
+    notebooks = args.notebooks or course_notebooks()
+    rows = grade(args.submissions, args.out, notebooks, timeout=args.timeout, share_data=not args.no_shared_data)
+    print(f"grades: {Path(args.out) / 'grades.csv'} ({len(rows)} rows); "
+          f"feedback: {Path(args.out) / 'feedback'}/<student>/")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m dfcourse", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
@@ -122,6 +147,26 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("notebooks", nargs="*", help="notebooks to run (default: all, in order)")
     c.add_argument("--timeout", type=int, default=900, help="per-cell timeout in seconds")
     c.set_defaults(func=_course)
+
+    s = sub.add_parser("student", help="write the student edition (nbgrader generate_assignment)",
+                       description="Solutions replaced, hidden tests removed, cells locked and checksummed; "
+                       "nbgrader works in a throwaway course folder.")
+    s.add_argument("notebooks", nargs="*", help="instructor notebooks (default: notebooks/NN_*.ipynb)")
+    s.add_argument("--out", default="student", help="where the student edition goes (default student/)")
+    s.set_defaults(func=_student)
+
+    g = sub.add_parser("grade", help="autograde DIR/<student>/<notebook>.ipynb into a grades CSV",
+                       description="nbgrader autograde, each student in a fresh course home (quick mode, "
+                       "CPU, offline; the demo data shared read-only); writes OUT/grades.csv and "
+                       "OUT/feedback/<student>/*.html. Manually graded answers stay for nbgrader's formgrader "
+                       "(its course folder is OUT/nbgrader).")
+    g.add_argument("submissions", metavar="DIR", help="DIR/<student>/<notebook>.ipynb")
+    g.add_argument("--notebooks", nargs="+", help="instructor notebooks (default: notebooks/NN_*.ipynb)")
+    g.add_argument("--out", default="grades", help="output folder (default grades/)")
+    g.add_argument("--timeout", type=whole_number(1), default=600, help="per-cell timeout in seconds (default 600)")
+    g.add_argument("--no-shared-data", action="store_true",
+                   help="let every student's notebooks build their own demo data (slower)")
+    g.set_defaults(func=_grade)
     return p
 
 

@@ -1,0 +1,302 @@
+"""The grading layer (dfcourse/grading.py) on a small notebook this file writes, never the
+course notebooks: the student edition hides solutions, ``nbgrader validate`` tells a student
+where they stand, and autograding a class of broken and working submissions gives each
+student the points their own work earns. Those tests start a kernel per notebook run (about
+four minutes together on a busy 2-core machine) and are marked slow."""
+import copy
+import csv
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from dfcourse import grading
+
+NAME = "t01_square"
+SOLUTION = "return x * x  # SECRET_SOLUTION_TOKEN"
+HIDDEN = "assert square(-2) == 4  # SECRET_HIDDEN_TOKEN"
+TIMEOUT = 20  # per cell: the infinite loop is stopped after this
+
+
+def meta(grade_id, **kw):
+    return {"nbgrader": {"schema_version": 3, "grade_id": grade_id, **kw}}
+
+
+def source_notebook():
+    """Two autograded exercises and one answer graded by hand (6 points, 3 of them automatic).
+    ``mark()`` leaves a file in the course home's runs/ and its test asserts it was not there
+    before, so two students sharing a home would lose a point; the same test asserts nobody
+    wrote into the shared demo data."""
+    answer = new_code_cell(f"def square(x):\n    ### BEGIN SOLUTION\n    {SOLUTION}\n    ### END SOLUTION",
+                           metadata=meta("ex1", solution=True, grade=False, locked=False))
+    answer.outputs = [new_output("stream", name="stdout", text="SECRET_OUTPUT_TOKEN\n")]
+    cells = [
+        new_markdown_cell("# A tiny exercise notebook", metadata=meta("intro", locked=True, solution=False,
+                                                                      grade=False)),
+        new_code_cell("import os, pathlib\nhome = pathlib.Path(os.environ['DFCOURSE_HOME'])",
+                      metadata=meta("setup", locked=True, solution=False, grade=False)),
+        answer,
+        new_code_cell(f"assert square(3) == 9\n### BEGIN HIDDEN TESTS\n{HIDDEN}\n### END HIDDEN TESTS",
+                      metadata=meta("ex1_tests", grade=True, solution=False, locked=True, points=2)),
+        new_code_cell("def mark():\n    ### BEGIN SOLUTION\n    p = home / 'runs' / 'mark.txt'\n"
+                      "    p.parent.mkdir(parents=True, exist_ok=True)\n    existed = p.exists()\n"
+                      "    p.write_text('x')\n    return existed\n    ### END SOLUTION",
+                      metadata=meta("ex2", solution=True, grade=False, locked=False)),
+        new_code_cell("assert (home / 'data' / 'demo' / 'index.csv').is_file()\n"
+                      "assert not (home / 'data' / 'demo' / 'vandal.txt').exists()\nassert mark() is False",
+                      metadata=meta("ex2_tests", grade=True, solution=False, locked=True, points=1)),
+        new_markdown_cell("Why does it work?\n\n=== BEGIN MARK SCHEME ===\nSECRET_SCHEME_TOKEN\n"
+                          "=== END MARK SCHEME ===", metadata=meta("ex3_answer", solution=True, grade=True,
+                                                                   locked=False, points=3)),
+    ]
+    kernel = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    return new_notebook(cells=cells, metadata={"kernelspec": kernel})
+
+
+def tiny_demo(demo):
+    demo.mkdir(parents=True)
+    (demo / "index.csv").write_text("path,label\n")
+
+
+@pytest.fixture(scope="module")
+def course(tmp_path_factory):
+    """The instructor notebook and its student edition."""
+    root = tmp_path_factory.mktemp("course")
+    (root / "notebooks").mkdir()
+    src = root / "notebooks" / f"{NAME}.ipynb"
+    nbformat.write(source_notebook(), src)
+    (edition,) = grading.student_edition([src], root / "student")
+    return src, edition
+
+
+def cell(nb, grade_id):
+    return next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id)
+
+
+def solve(nb, src, *ids):
+    nb = copy.deepcopy(nb)
+    for gid in ids:
+        cell(nb, gid).source = cell(src, gid).source
+    return nb
+
+
+@pytest.mark.slow
+def test_student_edition_reveals_no_solution(course):
+    src, edition = course
+    text = edition.read_text()
+    for secret in ("SECRET_SOLUTION_TOKEN", "SECRET_HIDDEN_TOKEN", "SECRET_OUTPUT_TOKEN", "SECRET_SCHEME_TOKEN",
+                   *grading.MARKERS):
+        assert secret not in text
+    assert "SECRET_SOLUTION_TOKEN" in src.read_text()  # the check above can fail
+    nb = nbformat.read(edition, as_version=4)
+    tests = cell(nb, "ex1_tests")
+    assert tests.source == "assert square(3) == 9"
+    assert tests.metadata["nbgrader"]["checksum"] and tests.metadata["editable"] is False
+
+
+def validate(path, home):
+    tiny_demo(home / "data" / "demo")
+    env = grading._env(DFCOURSE_HOME=str(home))
+    out = subprocess.run([sys.executable, "-m", "nbgrader", "validate", str(path)], capture_output=True, text=True,
+                         env=env, cwd=home, timeout=300)
+    return out.stdout + out.stderr
+
+
+@pytest.mark.slow
+def test_validate_zero_on_student_edition_full_on_instructor_version(course, tmp_path):
+    src, edition = course
+    # all three grade cells fail (two tests and the unchanged answer): zero points
+    assert "VALIDATION FAILED ON 3 CELL(S)" in validate(edition, tmp_path / "a")
+    assert "Success! Your notebook passes all the tests." in validate(src, tmp_path / "b")
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_nbgrader_config_gives_course_cells_time():
+    """Validate (command line and JupyterLab) reads ./nbgrader_config.py; nbgrader's default
+    30 s per cell is less than a quick-mode training cell."""
+    from traitlets.config import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", str(ROOT)).load_config()
+    assert config.Execute.timeout >= 600
+
+
+@pytest.mark.slow
+def test_validate_button_in_jupyterlab(course, tmp_path):
+    """The request JupyterLab's Validate button sends (``POST /assignments/validate``) to a
+    server started in the course folder, like ``make lab LAB_DIR=student``: the student
+    edition fails on its three grade cells, the solved notebook passes."""
+    src, edition = course
+    lab = tmp_path / "student"
+    lab.mkdir()
+    shutil.copy(edition, lab / "edition.ipynb")
+    shutil.copy(src, lab / "solved.ipynb")
+    tiny_demo(tmp_path / "home" / "data" / "demo")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    token, url = secrets.token_hex(8), f"http://127.0.0.1:{port}"
+    cmd = [sys.executable, "-m", "jupyter_server", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={lab}", "--allow-root"]
+    env = grading._env(DFCOURSE_HOME=str(tmp_path / "home"), JUPYTER_RUNTIME_DIR=str(tmp_path / "runtime"))
+    with open(tmp_path / "server.log", "w") as log:
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=5).close()
+                break
+            except OSError:
+                time.sleep(1)
+        results = {}
+        for name in ("edition.ipynb", "solved.ipynb"):
+            req = urllib.request.Request(f"{url}/assignments/validate", data=urllib.parse.urlencode(
+                {"path": name}).encode(), headers={"Authorization": f"token {token}"}, method="POST")
+            with urllib.request.urlopen(req, timeout=300) as r:
+                results[name] = json.load(r)
+    finally:
+        proc.terminate()
+        proc.wait(30)
+    assert results["edition.ipynb"]["success"] and len(results["edition.ipynb"]["value"]["failed"]) == 3
+    assert results["solved.ipynb"] == {"success": True, "value": {}}
+
+
+@pytest.fixture(scope="module")
+def graded(course, tmp_path_factory):
+    """A class of ten: every way a submission goes right or wrong, graded in one batch."""
+    src_path, edition = course
+    src, blank = nbformat.read(src_path, as_version=4), nbformat.read(edition, as_version=4)
+    solved = solve(blank, src, "ex1", "ex2")
+    cell(solved, "ex3_answer").source = "Because x * x is the square."
+    subs = tmp_path_factory.mktemp("submissions")
+
+    def submit(student, nb, name=f"{NAME}.ipynb"):
+        (subs / student).mkdir()
+        if isinstance(nb, str):
+            (subs / student / name).write_text(nb)
+        else:
+            nbformat.write(nb, subs / student / name)
+
+    vandal = copy.deepcopy(solved)
+    cell(vandal, "ex2").source = cell(vandal, "ex2").source.replace(
+        "return existed", "(home / 'data' / 'demo' / 'vandal.txt').write_text('x')\n    return existed")
+    submit("a_vandal", vandal)  # first in the batch: writes into the shared demo data
+    submit("blank", blank)
+    submit("deleted", nbformat.v4.new_notebook(cells=[c for c in solved.cells
+                                                      if c.metadata["nbgrader"]["grade_id"] != "ex1_tests"],
+                                               metadata=solved.metadata))
+    looping = copy.deepcopy(solved)
+    cell(looping, "ex1").source = "def square(x):\n    while True:\n        pass"
+    submit("looping", looping)
+    submit("noanswer", nbformat.v4.new_notebook(cells=[c for c in solved.cells
+                                                       if c.metadata["nbgrader"]["grade_id"] != "ex1"],
+                                                metadata=solved.metadata))
+    submit("notjson", '{"cells": [ this is not JSON')
+    submit("partly", solve(blank, src, "ex1"))
+    submit("renamed", solved, name=f"{NAME} (copy).ipynb")
+    submit("solved", solved)
+    tampered = copy.deepcopy(blank)
+    cell(tampered, "ex1_tests").source = "pass  # nothing to see"
+    submit("tampered", tampered)
+
+    out = tmp_path_factory.mktemp("grades")
+    grading.grade(subs, out, [src_path], timeout=TIMEOUT, build=tiny_demo)
+    with open(out / "grades.csv") as f:
+        rows = {r["student"]: r for r in csv.DictReader(f)}
+    print((out / "grades.csv").read_text())
+    return out, rows
+
+
+EXPECTED = {  # student: (ex1_tests, ex2_tests, ex3_answer, total, words in the status)
+    "solved": ("2.0", "1.0", "manual", "3.0", ["to grade by hand: ex3_answer"]),
+    "renamed": ("2.0", "1.0", "manual", "3.0", [f"submitted as {NAME} (copy).ipynb"]),
+    "blank": ("0.0", "0.0", "0.0", "0.0", ["ex1_tests: NotImplementedError", "ex2_tests: NotImplementedError"]),
+    "partly": ("2.0", "0.0", "0.0", "2.0", ["ex2_tests: NotImplementedError"]),
+    # nbgrader runs the original test cell, so editing it gains nothing
+    "tampered": ("0.0", "0.0", "0.0", "0.0", ["edited read-only cell ex1_tests", "ex1_tests: NotImplementedError"]),
+    # a deleted test cell is not put back (nbgrader's default): no points for it
+    "deleted": ("0.0", "1.0", "manual", "1.0", ["deleted test cell ex1_tests"]),
+    "noanswer": ("0.0", "1.0", "manual", "1.0", ["deleted answer cell ex1", "ex1_tests: NameError"]),
+    "looping": ("0.0", "1.0", "manual", "1.0", ["ex1_tests: timeout"]),
+    "notjson": ("0.0", "0.0", "0.0", "0.0", ["not a notebook (NotJSONError"]),
+    "a_vandal": ("2.0", "1.0", "manual", "3.0", ["changed the shared demo data"]),
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("student", sorted(EXPECTED))
+def test_grade_each_submission(graded, student):
+    _, rows = graded
+    ex1, ex2, ex3, total, words = EXPECTED[student]
+    row = rows[student]
+    assert (row["ex1_tests"], row["ex2_tests"], row["ex3_answer"], row["total"], row["max"]) == \
+        (ex1, ex2, ex3, total, "6.0"), row
+    for w in words:
+        assert w in row["status"], row
+
+
+@pytest.mark.slow
+def test_grade_outputs(graded):
+    out, rows = graded
+    assert len(rows) == len(EXPECTED)  # the batch went on past every broken submission
+    assert rows["solved"]["status"] == "to grade by hand: ex3_answer"
+    assert float(rows["looping"]["wall_s"]) >= TIMEOUT
+    assert (out / "feedback" / "solved" / f"{NAME}.html").is_file()
+    assert not (out / "feedback" / "notjson").exists()
+    # each student had a home of their own, and the shared data is back to what was built
+    assert sorted(p.name for p in (out / "homes").iterdir()) == sorted(EXPECTED)
+    assert not (out / "shared-data" / "demo" / "vandal.txt").exists()
+    assert (out / "homes" / "solved" / "runs" / "mark.txt").is_file()
+
+
+def test_match_submissions_renamed_and_missing(tmp_path):
+    expected = {NAME: source_notebook()}
+    (tmp_path / "notes.ipynb").write_text("{}")
+    found = grading.match_submissions(tmp_path, expected)
+    assert found[NAME][0] is None and found[NAME][1].startswith("missing; not graded: notes.ipynb")
+    nbformat.write(nbformat.v4.new_notebook(), tmp_path / "other.ipynb")  # no nbgrader cells: not a match
+    assert grading.match_submissions(tmp_path, expected)[NAME][0] is None
+
+
+def test_grade_cli_needs_a_folder(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "dfcourse", "grade", str(tmp_path / "nope")], capture_output=True,
+                         text=True, env=dict(os.environ))
+    assert out.returncode == 2 and "is not a folder" in out.stderr
+
+
+def test_run_killable_kills_what_the_command_started(tmp_path):
+    """The whole-notebook limit: a kernel (here a sleeping grandchild in a session of its own,
+    as jupyter_client starts kernels) must not outlive it."""
+    import psutil
+
+    script = ("import subprocess, sys, time\n"
+              "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'], start_new_session=True)\n"
+              f"open({str(tmp_path / 'pid')!r}, 'w').write(str(child.pid))\ntime.sleep(60)")
+    rc, _ = grading.run_killable([sys.executable, "-c", script], tmp_path, timeout=3)
+    assert rc == -9
+    pid = int((tmp_path / "pid").read_text())
+    time.sleep(0.5)
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
+def test_grade_refuses_output_inside_submissions(tmp_path):
+    with pytest.raises(ValueError, match="inside the submissions folder"):
+        grading.grade(tmp_path, tmp_path / "grades", [])
+
+
+def test_make_grade_without_submissions_says_so():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(["make", "-s", "grade"], cwd=root, capture_output=True, text=True)
+    assert out.returncode != 0 and "make grade SUBMISSIONS=DIR" in out.stdout + out.stderr
