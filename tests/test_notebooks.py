@@ -8,6 +8,20 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 CELL_TIMEOUT = 600
+FIGURES = {}  # figures per instructor notebook, for the student edition's run to match
+
+
+def graded_cells(nb):
+    """The locked "autograder tests" code cells (nbgrader metadata ``grade: true``)."""
+    return [c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("grade")]
+
+
+def errors(cell):
+    return [o for o in cell.get("outputs", []) if o.output_type == "error"]
+
+
+def figures(nb) -> int:
+    return sum("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
 
 
 def test_there_are_notebooks():
@@ -48,6 +62,47 @@ def test_notebook_executes_in_quick_mode(path, course_home, tmp_path, monkeypatc
                for o in c.outputs), "no figure in the executed notebook"
     summary = json.loads((course_home / "runs" / "summaries" / f"{path.stem}.json").read_text())
     assert summary["mode"] == "quick"
+    # the instructor edition: every exercise check ran and passed (full points), and every
+    # cell that needs an exercise used the worked answer
+    assert graded_cells(nb) and not [c.id for c in graded_cells(nb) if errors(c)]
+    assert "using your answer" in text and "uses the course's reference" not in text
+    FIGURES[path.stem] = figures(nb)
     if path.stem.startswith("04_"):
         # the issue's bar for quick mode: pixel IoU on fakes clearly above constant maps
         assert summary["pixel_iou"] > summary["all_ones_iou"] + 0.05, summary
+
+
+@pytest.fixture(scope="session")
+def student_notebooks(tmp_path_factory):
+    """The student edition, written by nbgrader generate_assignment as `make student` does."""
+    from dfcourse.grading import student_edition
+
+    return {p.stem: p for p in student_edition(NOTEBOOKS, tmp_path_factory.mktemp("student"))}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_student_edition_runs_with_only_the_checks_failing(path, student_notebooks, course_home, tmp_path,
+                                                           monkeypatch):
+    """Unsolved, each notebook still runs top to bottom (after the instructor run above, so its
+    runs are reloaded): only the exercise checks fail (zero points each), the later cells say
+    they use the course's reference, and the figures are all there."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("DFCOURSE_HOME", str(course_home))
+    monkeypatch.setenv("DFCOURSE_QUICK", "1")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    nb = nbformat.read(student_notebooks[path.stem], as_version=4)
+    assert "BEGIN SOLUTION" not in json.dumps(nb) and "BEGIN HIDDEN TESTS" not in json.dumps(nb)
+    NotebookClient(nb, timeout=CELL_TIMEOUT, allow_errors=True,
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    graded = {c.id for c in graded_cells(nb)}
+    failed = {c.id for c in nb.cells if c.cell_type == "code" and errors(c)}
+    assert graded and failed == graded, f"cells that failed but are not checks: {failed - graded}; " \
+                                        f"checks that passed unsolved: {graded - failed}"
+    assert all(errors(c)[0]["ename"] == "NotImplementedError" for c in graded_cells(nb))
+    text = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "is not solved yet -> the rest of this notebook uses the course's reference" in text
+    assert "using your answer" not in text
+    assert figures(nb) == FIGURES.get(path.stem, figures(nb)) and figures(nb) > 0
