@@ -11,9 +11,10 @@ are recomputed on the same faces and compared with the original maps:
   then scaled to [0, 1]), so the two coincide and we report one.
 * **SSIM** (scikit-image ``structural_similarity``, data range 1), averaged over faces.
 
-"Re-initialise" means: each module's own ``reset_parameters`` (PyTorch's default init for
-that layer type), seeded per step; BatchNorm running statistics are buffers, not parameters,
-and are kept. :func:`verdict` turns the curve into a check that can fail.
+"Re-initialise" means: each module's own ``reset_parameters``, seeded per step — the layer as
+PyTorch builds it, BatchNorm running statistics included (kept, they would normalise the new
+weights' activations with the old ones' statistics and flatten the maps to a constant).
+:func:`verdict` turns the curve into a check that can fail.
 
 Used in notebooks/05_gradcam_analysis.ipynb.
 """
@@ -40,24 +41,17 @@ def resnet18_groups():
 
 
 def reinitialise(net: torch.nn.Module, paths, seed: int) -> list[str]:
-    """Re-draw the parameters of the modules at ``paths`` (e.g. ``"backbone.layer4"``) in place
-    with each submodule's ``reset_parameters``, seeded; buffers (BatchNorm running statistics)
-    are kept. The caller's random state is left as it was. Returns the names of the parameters
-    re-drawn."""
+    """Re-initialise the modules at ``paths`` (e.g. ``"backbone.layer4"``) in place with each
+    submodule's ``reset_parameters`` (BatchNorm: running statistics too), seeded. The caller's
+    random state is left as it was. Returns the names of the parameters re-drawn."""
     names = []
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)
         for path in paths:
-            root = net.get_submodule(path)
-            for name, m in root.named_modules():
-                if not hasattr(m, "reset_parameters") or not list(m.parameters(recurse=False)):
-                    continue
-                buffers = {k: b.clone() for k, b in m.named_buffers(recurse=False)}
-                with torch.no_grad():
+            for name, m in net.get_submodule(path).named_modules():
+                if hasattr(m, "reset_parameters") and list(m.parameters(recurse=False)):
                     m.reset_parameters()
-                    for k, b in buffers.items():
-                        getattr(m, k).copy_(b)
-                names += [".".join(filter(None, (path, name, p))) for p, _ in m.named_parameters(recurse=False)]
+                    names += [".".join(filter(None, (path, name, p))) for p, _ in m.named_parameters(recurse=False)]
     return names
 
 
@@ -91,15 +85,16 @@ class Cascade:
             return np.array([np.nanmean(v) if np.isfinite(v).any() else np.nan for v in values])
 
     def rows(self) -> list[list]:
-        """One table row per (method, step): method, step, mean rank correlation, mean SSIM,
-        faces with a rank correlation (empty maps have none)."""
+        """One table row per (method, step): method, step, rank correlation and SSIM (mean ±
+        standard deviation over faces), faces with a rank correlation (an empty map has none)."""
         out = []
         for m in self.spearman:
-            rho, ssim = self.mean(m, "spearman"), self.mean(m, "ssim")
             for i, step in enumerate(self.steps):
-                n = int(np.isfinite(self.spearman[m][i]).sum())
-                out.append([m, step if i == 0 else f"+ {step}", f"{rho[i]:.3f}", f"{ssim[i]:.3f}",
-                            f"{n}/{self.spearman[m].shape[1]}"])
+                rho = self.spearman[m][i][np.isfinite(self.spearman[m][i])]
+                ssim = self.ssim[m][i]
+                out.append([m, step if i == 0 else f"+ {step}",
+                            f"{rho.mean():.3f} ± {rho.std():.2f}" if len(rho) else "-",
+                            f"{ssim.mean():.3f} ± {ssim.std():.2f}", f"{len(rho)}/{len(ssim)}"])
         return out
 
 
