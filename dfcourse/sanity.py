@@ -104,13 +104,15 @@ def randomisation_cascade(net, x, groups, methods=("gradcam",), seed: int = 0, s
     ordered top-down (:func:`resnet18_groups`); ``methods``: names of
     :data:`dfcourse.cam.METHODS`, or ``{label: fn}`` with ``fn(net, x) -> maps (B, H, W)`` in
     [0, 1]. ``net`` is left untouched: the groups are re-initialised cumulatively on one copy
-    (step ``i`` seeded with ``seed + i``), which lives on the CPU while its weights are re-drawn."""
+    (step ``i`` seeded with ``seed + i``), which lives on the CPU while its weights are re-drawn.
+    The copy's parameters do not ask for gradients (a CAM method switches on its target layer's),
+    so backward passes stop at the target layer: the maps are the same, at a fraction of the cost."""
     if isinstance(methods, dict):
         fns = dict(methods)
     else:
         fns = {m: (lambda n, xb, m=m: compute_cams(n, xb, m, target=target, size=size)) for m in methods}
     device = next(net.parameters()).device
-    work = copy.deepcopy(net)
+    work = copy.deepcopy(net).requires_grad_(False)
     steps, randomised, maps = ["original"], [[]], {m: [fn(work, x)] for m, fn in fns.items()}
     for i, (name, paths) in enumerate(groups, start=1):
         work.cpu()

@@ -68,6 +68,9 @@ def test_a_map_that_ignores_the_model_stays_put_and_fails(net, x):
 
 def test_gradcam_drops_once_the_backbone_is_randomised_and_passes(net, x):
     c = randomisation_cascade(net, x, GROUPS, ["gradcam"], seed=0)
+    # the copy's frozen parameters shorten the backward pass, not the maps; the net keeps its flags
+    np.testing.assert_allclose(c.maps["gradcam"][0], compute_cams(net, x, "gradcam"), atol=1e-6)
+    assert all(p.requires_grad for p in net.parameters())
     rho, ssim = c.mean("gradcam", "spearman"), c.mean("gradcam", "ssim")
     assert rho[0] == pytest.approx(1) and ssim[0] == pytest.approx(1)
     assert rho[2] < 0.5 and ssim[2] < 0.5  # block2, Grad-CAM's own target layer, re-drawn
