@@ -11,9 +11,10 @@ are recomputed on the same faces and compared with the original maps:
   then scaled to [0, 1]), so the two coincide and we report one.
 * **SSIM** (scikit-image ``structural_similarity``, data range 1), averaged over faces.
 
-"Re-initialise" means: each module's own ``reset_parameters``, seeded per step — the layer as
-PyTorch builds it, BatchNorm running statistics included (kept, they would normalise the new
-weights' activations with the old ones' statistics and flatten the maps to a constant).
+"Re-initialise" means: each module's own ``reset_parameters``, seeded per step — PyTorch's
+default init for that layer type (torchvision's ResNet draws its convolutions differently at
+construction), BatchNorm running statistics included: kept, they would normalise the new
+weights' activations with the old weights' statistics and flatten the maps to a constant.
 :func:`verdict` turns the curve into a check that can fail.
 
 Used in notebooks/05_gradcam_analysis.ipynb.
