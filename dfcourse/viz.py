@@ -133,3 +133,19 @@ def localization_row(axes, image, gt, pred, threshold: float = 0.5, title: str =
     for ax in axes:
         ax.axis("off")
     return axes[0].figure
+
+
+def plot_cascade(ax, steps, curves, title="", ylabel="similarity to the original maps", bound=None):
+    """Cascading randomisation (Adebayo et al., 2018): one line per ``{label: values}``, one
+    value per step (``steps[0]`` the original net, then each layer group randomised on top of
+    the ones before it). ``bound``: a dashed line at the verdict's threshold."""
+    x = np.arange(len(steps))
+    for label, values in curves.items():
+        ax.plot(x, values, "o-", label=label)
+    ax.axhline(0, c="grey", lw=0.6)
+    if bound is not None:
+        ax.axhline(bound, c="k", ls="--", lw=0.8, label=f"bound {bound}")
+    ax.set_xticks(x, [s if i == 0 else f"+{s}" for i, s in enumerate(steps)], rotation=30)
+    ax.set(xlabel="randomised, cumulatively from the top", ylabel=ylabel, title=title, ylim=(-1.05, 1.05))
+    ax.legend(fontsize=8)
+    return ax.figure
