@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from . import predict
 from .course import project_root, resolve_device, setup_offline
 from .demo import build_demo, build_ffpp_mini
 from .ffpp import prepare_ffpp, prepare_folder
+from .grading import course_notebooks, grade, student_edition
 from .io import BadInputError
 from .runner import run_course
 
@@ -69,8 +71,6 @@ def _course(args) -> int:
 
 
 def _student(args) -> int:
-    from .grading import course_notebooks, student_edition
-
     notebooks = args.notebooks or course_notebooks()
     written = student_edition(notebooks, args.out)
     print(f"student edition: {len(written)} notebook(s) in {args.out}/ (solutions and hidden tests removed); "
@@ -79,10 +79,6 @@ def _student(args) -> int:
 
 
 def _grade(args) -> int:
-    from pathlib import Path
-
-    from .grading import course_notebooks, grade
-
     if not Path(args.submissions).is_dir():
         print(f"grade: {args.submissions} is not a folder of DIR/<student>/<notebook>.ipynb", file=sys.stderr)
         return 2

@@ -29,6 +29,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
+from .demo import build_demo, build_ffpp_mini
 from .io import BadInputError
 
 ASSIGNMENT = "dfcourse"
@@ -248,8 +249,6 @@ def remove_tree(root) -> None:
 def build_demo_data(demo) -> None:
     """What the notebooks would build under ``data/demo`` on first use: ``ensure_demo``'s
     dataset and notebook 01's mini FF++ tree (about a minute on a laptop CPU)."""
-    from .demo import build_demo, build_ffpp_mini
-
     build_demo(demo, seed=0)
     build_ffpp_mini(Path(demo) / "ffpp_mini", seed=0)
 
