@@ -123,47 +123,6 @@ class ResNetLocalizer(nn.Module):
         return logit, F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def _conv(c_in, c_out):
-    return nn.Sequential(nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True))
-
-
-class UNetLocalizer(nn.Module):
-    """A small U-Net trained from scratch: four levels (full, 1/2, 1/4, 1/8 resolution),
-    skips at every level, so blending traces a pixel wide are still seen by the decoder
-    (ResNet18's stem has already divided the resolution by four). The image logit comes
-    from the pooled bottleneck and the pooled map. ``forward(x) -> (logit, map logits)``."""
-
-    def __init__(self, widths=(16, 32, 64, 128)):
-        super().__init__()
-        self.weights = Weights.random("unet", "a from-scratch model")
-        self.widths = tuple(widths)
-        self.normalize = Normalize(IMAGENET_MEAN, IMAGENET_STD)
-        c = self.widths
-        self.down = nn.ModuleList([nn.Sequential(_conv(3, c[0]), _conv(c[0], c[0]))] +
-                                  [nn.Sequential(_conv(a, b), _conv(b, b)) for a, b in zip(c, c[1:])])
-        self.up = nn.ModuleList([_conv(b + a, a) for a, b in zip(c, c[1:])])
-        self.out = nn.Conv2d(c[0], 1, 1)
-        self.cls = nn.Linear(c[-1] + 1, 1)
-        self.kind = "unet"
-
-    @property
-    def pretrained(self) -> bool:
-        return False
-
-    def forward(self, x):
-        h, skips = self.normalize(x), []
-        for k, block in enumerate(self.down):
-            h = block(h if k == 0 else F.max_pool2d(h, 2))
-            skips.append(h)
-        y = skips[-1]
-        for k in range(len(self.up) - 1, -1, -1):
-            y = F.interpolate(y, size=skips[k].shape[-2:], mode="bilinear", align_corners=False)
-            y = self.up[k](torch.cat([y, skips[k]], 1))
-        m = self.out(y)
-        pooled = torch.cat([F.adaptive_avg_pool2d(skips[-1], 1).flatten(1), F.adaptive_max_pool2d(m, 1).flatten(1)], 1)
-        return self.cls(pooled), m
-
-
 class ClipLocalizer(nn.Module):
     """CLIP ViT patch tokens (frozen, notebook 03) -> a 7x7 grid -> a light conv decoder
     upsampled to input resolution; the image logit from the pooled embedding."""
