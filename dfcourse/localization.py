@@ -171,9 +171,20 @@ def dice_loss(logits, target, eps: float = 1.0):
     return (1 - (2 * (p * t).sum(1) + eps) / (p.sum(1) + t.sum(1) + eps)).mean()
 
 
-def make_loss(map_weight: float = 1.0):
+def real_area(map_logits, y):
+    """Soft positive area on the real faces of a batch: the mean of ``sigmoid(map)`` over
+    their pixels (0 when the batch has no real face). A map that flags a face-shaped blob
+    on a real face pays for every pixel of it."""
+    real = y < 0.5
+    if not real.any():
+        return map_logits.sum() * 0.0
+    return torch.sigmoid(map_logits[real].float()).mean()
+
+
+def make_loss(map_weight: float = 1.0, real_weight: float = 0.0):
     """``loss_fn(net, batch) -> (loss, image logits)`` for :func:`dfcourse.train.fit`:
-    BCE on the label + ``map_weight`` x (BCE + Dice) on the map; Dice over fakes only."""
+    BCE on the label + ``map_weight`` x (BCE + Dice) on the map; Dice over fakes only;
+    plus ``real_weight`` x :func:`real_area` (the positive area predicted on real faces)."""
     def loss_fn(net, batch):
         x, y, m = batch[0], batch[1], batch[2]
         logit, map_logits = net(x)
@@ -183,9 +194,19 @@ def make_loss(map_weight: float = 1.0):
         fake = y > 0.5
         if fake.any():
             map_loss = map_loss + dice_loss(map_logits[fake].float(), m[fake].float())
+        if real_weight:
+            map_loss = map_loss + real_weight * real_area(map_logits, y)
         return loss + map_weight * map_loss, logit
     loss_fn.spec = {"name": "bce+map(bce+dice)", "map_weight": float(map_weight)}
+    if real_weight:
+        loss_fn.spec["real_weight"] = float(real_weight)
     return loss_fn
+
+
+def gate(maps, probs):
+    """Image-level gate: each map scaled by its face's predicted probability of *fake*, so
+    a face the classifier calls real gets a faint map. ``maps`` (N, H, W), ``probs`` (N,)."""
+    return np.asarray(maps) * np.asarray(probs, np.float32)[:, None, None]
 
 
 @torch.no_grad()

@@ -31,8 +31,8 @@ NB03 = dict(clip_model="ViT-B-32", clip_pretrained="openai", train_method="auto"
             coop_context=4, lora_rank=4, lora_epochs=5, lora_lr=5e-4, quick_lora_per_class=16, quick_lora_epochs=2,
             quick_lora_eval=48)
 NB04 = dict(pretrained=True, target="residual", residual_threshold=0.05, residual_blur=1.0, map_weight=1.0,
-            self_blend=False, size=224, num_epochs=10, lr=1e-4, batch_size=32, patience=3, quick_size=96,
-            quick_epochs=4, quick_max_per_class=225)
+            real_weight=0.0, self_blend=False, size=224, num_epochs=10, lr=1e-4, batch_size=32, patience=3,
+            quick_size=96, quick_epochs=4, quick_max_per_class=225)
 
 
 def _params(defaults: dict, given: dict) -> dict:
@@ -199,13 +199,14 @@ def localizer_datasets(splits, input_size: int, seed: int, landmark_cache=None, 
 
 def train_localizer(course, net, datasets, fresh: bool = False, **params):
     """Notebook 04's training of a localizer ``net`` (lr ``LR`` when its encoder is
-    pretrained, 1e-3 from random init). Returns the fit result."""
+    pretrained, 1e-3 from random init; ``real_weight`` adds the real-face area penalty of
+    :func:`dfcourse.localization.make_loss`). Returns the fit result."""
     p = _params(NB04, params)
     cfg = TrainConfig(num_epochs=p["quick_epochs"] if course.quick else p["num_epochs"], batch_size=p["batch_size"],
                       lr=p["lr"] if net.pretrained else 1e-3, patience=p["patience"], seed=course.seed,
                       device=course.device)
     return fit(net, datasets["train"], datasets["val"], cfg, course.runs / "04_residual_localization" / net.kind,
-               loss_fn=make_loss(p["map_weight"]), name=f"{net.kind}-localizer", fresh=fresh)
+               loss_fn=make_loss(p["map_weight"], p["real_weight"]), name=f"{net.kind}-localizer", fresh=fresh)
 
 
 def localizer(course, splits, **params):

@@ -148,3 +148,42 @@ def test_localizer_training_set_adds_self_blends_in_varied_regions(demo_index, t
     # the notebook passes every parameter, the size too, beside the input size it uses
     both = recipes.localizer_datasets(rows, 64, 0, **{**recipes.NB04, "self_blend": False})
     assert both["train"].size == 64
+
+
+def test_real_area_penalty_is_zero_on_empty_maps_and_grows_with_area():
+    y = torch.tensor([0.0, 0.0, 1.0])
+    off = torch.full((3, 1, 8, 8), -30.0)  # sigmoid ~ 0 everywhere
+    assert float(L.real_area(off, y)) < 1e-6
+    areas = []
+    for k in (2, 4, 8):
+        m = off.clone()
+        m[:2, :, :k, :k] = 30.0  # k*k of 64 pixels flagged on both real faces
+        areas.append(float(L.real_area(m, y)))
+    assert areas == pytest.approx([4 / 64, 16 / 64, 1.0], abs=1e-4)
+    fake_only = off.clone()
+    fake_only[2] = 30.0  # a positive map on the fake face costs nothing here
+    assert float(L.real_area(fake_only, y)) < 1e-6
+    assert float(L.real_area(fake_only[2:], y[2:])) == 0.0  # no real face in the batch
+    # the loss term: same batch, more area on the reals, higher loss
+    class Fixed(torch.nn.Module):
+        def __init__(self, m):
+            super().__init__()
+            self.m = m
+
+        def forward(self, x):
+            return torch.zeros(len(x), 1), self.m
+
+    batch = (torch.zeros(3, 3, 8, 8), y, torch.zeros(3, 1, 8, 8))
+    lo, _ = L.make_loss(real_weight=1.0)(Fixed(off), batch)
+    hi, _ = L.make_loss(real_weight=1.0)(Fixed(torch.where(y[:, None, None, None] < 0.5, 30.0, -30.0)
+                                               .expand(3, 1, 8, 8)), batch)
+    base, _ = L.make_loss()(Fixed(torch.where(y[:, None, None, None] < 0.5, 30.0, -30.0).expand(3, 1, 8, 8)), batch)
+    assert float(hi) - float(base) == pytest.approx(1.0, abs=1e-3) and float(lo) < float(base)
+    assert L.make_loss().spec == {"name": "bce+map(bce+dice)", "map_weight": 1.0}  # old runs keep their identity
+
+
+def test_gate_scales_each_map_by_its_probability():
+    maps = np.ones((3, 4, 4), np.float32)
+    gated = L.gate(maps, np.array([0.0, 0.5, 1.0]))
+    assert gated.shape == maps.shape
+    assert np.allclose(gated[0], 0) and np.allclose(gated[1], 0.5) and np.allclose(gated[2], 1)
