@@ -20,19 +20,19 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.i
 # Wrong answers, one or more per exercise: a plausible mistake, or a call into dfcourse.
 WRONG = {
     "ex01-1": [
+        "import numpy as np\ndef frame_indices(num_total, k):\n    return np.arange(min(k, num_total))",  # first k
+        "import numpy as np\ndef frame_indices(num_total, k):\n"  # k > n repeats frames
+        "    return np.round(np.linspace(0, num_total - 1, k)).astype(int)",
+        "from dfcourse.video import sample_indices\ndef frame_indices(num_total, k):\n"
+        "    return sample_indices(num_total, k)",
+    ],
+    "ex01-2": [
         "def face_square(box, margin=1.3):\n    return [int(v) for v in box]",  # no margin, not square
         "import numpy as np\ndef face_square(box, margin=1.3):\n"  # side from the smaller side
         "    x1, y1, x2, y2 = box; s = round(min(x2 - x1, y2 - y1) * margin)\n"
         "    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2\n"
         "    return np.array([round(cx - s / 2), round(cy - s / 2), round(cx - s / 2) + s, round(cy - s / 2) + s])",
         "from dfcourse.faces import square_box\ndef face_square(box, margin=1.3):\n    return square_box(box, margin)",
-    ],
-    "ex01-2": [
-        "import numpy as np\ndef frame_indices(num_total, k):\n    return np.arange(min(k, num_total))",  # first k
-        "import numpy as np\ndef frame_indices(num_total, k):\n"  # k > n repeats frames
-        "    return np.round(np.linspace(0, num_total - 1, k)).astype(int)",
-        "from dfcourse.video import sample_indices\ndef frame_indices(num_total, k):\n"
-        "    return sample_indices(num_total, k)",
     ],
     "ex01-3": [
         "def link_groups(originals, fakes):\n    return {v: v for v in originals}",  # no linking at all
