@@ -4,7 +4,11 @@ the "reals + online self-blends only" protocol. Prints one table: frame-level AU
 val and test splits, the epoch chosen on validation loss, and training seconds.
 
     python benchmarks/ablate_detector.py [--arch resnet18] [--size 96] [--epochs 6]
-                                         [--only "NAME;NAME"] [--index PATH]
+                                         [--only "NAME;NAME"] [--index PATH] [--csv PATH]
+
+``--csv`` merges the rows into a CSV (a row of the same variant, arch, size and epochs is
+replaced) with the machine, its load and the date of each row: notebook 02 shows
+``benchmarks/results/ablate_detector.csv`` as its ablation table, labelled with them.
 
 Every row is selected on validation only; test is scored once per row. Rows:
 
@@ -19,6 +23,10 @@ Every row is selected on validation only; test is scored once per row. Rows:
   tested on the families it never saw (swap, rerender), each against the test reals.
 """
 import argparse
+import csv
+import datetime
+import os
+import platform
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +57,9 @@ def variants(epochs):
         "  + self-blends, all rows, pos_weight": dict(tuned, selfblend=True, balance=False, pos_weight=True),
         "  online demo views (2 per identity)": dict(tuned, views=2),
         "  online demo views (2) + self-blends": dict(tuned, views=2, selfblend=True),
+        "  online demo views (4)": dict(tuned, views=4),
+        "  online demo views (4) + self-blends": dict(tuned, views=4, selfblend=True),
+        "  online demo views (4), lr 3e-3": dict(tuned, views=4, lr=3e-3),
         "SB only (reals + self-blends)": dict(tuned, sb_only=True),
     }
 
@@ -113,6 +124,34 @@ def run(name, v, args, splits, landmarks):
     return out
 
 
+CSV_FIELDS = ["variant", "arch", "size", "epochs", "train", "best", "val", "test", "selfblend", "swap", "rerender",
+              "seconds", "threads", "machine", "date"]
+
+
+def machine() -> str:
+    """The machine a row ran on, in words (its load says how comparable its seconds are)."""
+    return (f"{platform.machine()} CPU, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, "
+            f"torch {torch.__version__.split('+')[0]}")
+
+
+def write_csv(path, r, args):
+    """Merge one result row into ``path``: the same variant, arch, size and epochs is replaced."""
+    path = Path(path)
+    row = {"variant": r["name"].strip(), "arch": args.arch, "size": args.size, "epochs": args.epochs,
+           "threads": torch.get_num_threads(), **{k: r[k] for k in CSV_FIELDS if k in r}}
+    for k in ("val", "test", "selfblend", "swap", "rerender"):
+        row[k] = f"{row[k]:.3f}"
+    row["seconds"] = f"{row['seconds']:.0f}"
+    key = [str(row[k]) for k in ("variant", "arch", "size", "epochs")]
+    old = list(csv.DictReader(open(path))) if path.is_file() else []
+    old = [o for o in old if [o[k] for k in ("variant", "arch", "size", "epochs")] != key]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        w.writerows(old + [row])
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="resnet18")
@@ -122,6 +161,7 @@ def main():
     p.add_argument("--only", default="", help="semicolon-separated row names (default: all)")
     p.add_argument("--index", default="", help="index CSV (default: the course's demo data)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    p.add_argument("--csv", default="", help="merge the rows into this CSV (e.g. benchmarks/results/ablate_detector.csv)")
     args = p.parse_args()
 
     from dfcourse import course as dc
@@ -143,6 +183,9 @@ def main():
             continue
         rows.append(run(name, v, args, splits, landmarks))
         r = rows[-1]
+        r.update(machine=machine(), date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+        if args.csv:
+            write_csv(args.csv, r, args)
         print(f"## {r['name']}: val {r['val']:.3f} test {r['test']:.3f} ({r['seconds']:.0f} s)", flush=True)
     print(f"\n{args.arch}, {args.size}px, up to {args.epochs} epochs, random init, CPU "
           f"({torch.get_num_threads()} threads), demo data {index}; AUC frame level; "
