@@ -5,9 +5,10 @@ val and test splits, the epoch chosen on validation loss, and training seconds.
 
     python benchmarks/ablate_detector.py [--arch resnet18] [--size 96] [--epochs 6]
                                          [--only "NAME;NAME"] [--index PATH] [--csv PATH]
+                                         [--batch-size 32]
 
-``--csv`` merges the rows into a CSV (a row of the same variant, arch, size and epochs is
-replaced) with the machine, its load and the date of each row: notebook 02 shows
+``--csv`` merges the rows into a CSV (a row of the same variant, arch, size, epochs and batch
+size is replaced) with the machine, its load and the date of each row: notebook 02 shows
 ``benchmarks/results/ablate_detector.csv`` as its ablation table, labelled with them.
 
 Every row is selected on validation only; test is scored once per row. Rows:
@@ -105,7 +106,7 @@ def run(name, v, args, splits, landmarks):
             train_ds = EpochConcat([train_ds, SelfBlendDataset(sb_rows, lm, args.size, seed=args.seed,
                                                                augment_ops=v["ops"], masks=False)])
             n_real, n_fake = n_real + len(sb_rows), n_fake + len(sb_rows)
-    cfg = TrainConfig(num_epochs=args.epochs, batch_size=32, lr=v["lr"], patience=v["patience"], seed=args.seed,
+    cfg = TrainConfig(num_epochs=args.epochs, batch_size=args.batch_size, lr=v["lr"], patience=v["patience"], seed=args.seed,
                       warmup_epochs=v["warmup"], monitor=v["monitor"],
                       pos_weight=n_real / n_fake if v["pos_weight"] else 1.0)
     torch.manual_seed(args.seed)
@@ -124,7 +125,7 @@ def run(name, v, args, splits, landmarks):
     return out
 
 
-CSV_FIELDS = ["variant", "arch", "size", "epochs", "train", "best", "val", "test", "selfblend", "swap", "rerender",
+CSV_FIELDS = ["variant", "arch", "size", "epochs", "batch", "train", "best", "val", "test", "selfblend", "swap", "rerender",
               "seconds", "threads", "machine", "date"]
 
 
@@ -135,16 +136,19 @@ def machine() -> str:
 
 
 def write_csv(path, r, args):
-    """Merge one result row into ``path``: the same variant, arch, size and epochs is replaced."""
+    """Merge one result row into ``path``: the same variant, arch, size, epochs and batch is replaced."""
     path = Path(path)
     row = {"variant": r["name"].strip(), "arch": args.arch, "size": args.size, "epochs": args.epochs,
+           "batch": args.batch_size,
            "threads": torch.get_num_threads(), **{k: r[k] for k in CSV_FIELDS if k in r}}
     for k in ("val", "test", "selfblend", "swap", "rerender"):
         row[k] = f"{row[k]:.3f}"
     row["seconds"] = f"{row['seconds']:.0f}"
-    key = [str(row[k]) for k in ("variant", "arch", "size", "epochs")]
+    fields = ("variant", "arch", "size", "epochs", "batch")
+    key = [str(row[k]) for k in fields]
     old = list(csv.DictReader(open(path))) if path.is_file() else []
-    old = [o for o in old if [o[k] for k in ("variant", "arch", "size", "epochs")] != key]
+    old = [{**o, "batch": o.get("batch") or "32"} for o in old]
+    old = [o for o in old if [o[k] for k in fields] != key]
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
@@ -158,6 +162,7 @@ def main():
     p.add_argument("--size", type=int, default=96)
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--only", default="", help="semicolon-separated row names (default: all)")
     p.add_argument("--index", default="", help="index CSV (default: the course's demo data)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
@@ -187,7 +192,7 @@ def main():
         if args.csv:
             write_csv(args.csv, r, args)
         print(f"## {r['name']}: val {r['val']:.3f} test {r['test']:.3f} ({r['seconds']:.0f} s)", flush=True)
-    print(f"\n{args.arch}, {args.size}px, up to {args.epochs} epochs, random init, CPU "
+    print(f"\n{args.arch}, {args.size}px, up to {args.epochs} epochs, batch {args.batch_size}, random init, CPU "
           f"({torch.get_num_threads()} threads), demo data {index}; AUC frame level; "
           f"test per family = that family's fakes vs all test reals")
     head = ["variant", "train items", "best ep", "val AUC", "test AUC", "selfblend", "swap", "rerender", "seconds"]

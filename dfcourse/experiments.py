@@ -87,8 +87,8 @@ def ablation_table(path=ABLATION_CSV) -> tuple[str, list, list] | None:
     caption = (f"measured by benchmarks/ablate_detector.py on {'; '.join(where)}, {', '.join(when)}; demo data, "
                "random init, CPU; frame-level AUC, epoch chosen on validation, test scored once; per family = "
                "that family's test fakes vs all test reals")
-    header = ["variant", "arch", "px", "epochs", "train items", "best ep", "val AUC", "test AUC", "selfblend", "swap",
+    header = ["variant", "arch", "px", "epochs", "batch", "train items", "best ep", "val AUC", "test AUC", "selfblend", "swap",
               "rerender", "seconds"]
-    keys = ["variant", "arch", "size", "epochs", "train", "best", "val", "test", "selfblend", "swap", "rerender",
+    keys = ["variant", "arch", "size", "epochs", "batch", "train", "best", "val", "test", "selfblend", "swap", "rerender",
             "seconds"]
     return caption, header, [[r[k] for k in keys] for r in rows]
