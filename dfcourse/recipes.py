@@ -27,7 +27,7 @@ from .train import TrainConfig, fit, predict_probs
 # The parameters cells of notebooks 02, 03 and 04 (names lower-cased).
 NB02 = dict(pretrained=True, size=224, num_epochs=10, batch_size=32, lr_full=1e-4, patience=3,
             quick_size=96, quick_epochs=3, quick_max_per_class=225, lr_scratch=1e-3, scratch_epochs=20,
-            quick_scratch_epochs=10, self_blend=True)
+            quick_scratch_epochs=10, scratch_batch_size=8, self_blend=True)
 NB03 = dict(clip_model="ViT-B-32", clip_pretrained="openai", train_method="auto", cross_method="auto",
             adapter_hidden=64, head_epochs=50, head_lr=1e-3, batch_size=64, patience=8, quick_max_per_class=150,
             coop_context=4, lora_rank=4, lora_epochs=5, lora_lr=5e-4, quick_lora_per_class=16, quick_lora_epochs=2,
@@ -46,12 +46,13 @@ def _params(defaults: dict, given: dict) -> dict:
 
 # ------------------------------------------------------------------ notebook 02
 def scratch_config(course, **params) -> TrainConfig:
-    """The from-scratch training of notebook 02 (Meso-4 rows): lr ``LR_SCRATCH``, no early
-    stop within ``SCRATCH_EPOCHS`` (a random-init net's val loss is noisy before it learns)."""
+    """The from-scratch training of notebook 02 (Meso-4 rows): lr ``LR_SCRATCH``, batches of
+    ``SCRATCH_BATCH_SIZE``, no early stop within ``SCRATCH_EPOCHS`` (a random-init net's val
+    loss is noisy before it learns)."""
     p = _params(NB02, params)
     num_epochs = p["quick_scratch_epochs"] if course.quick else p["scratch_epochs"]
-    return TrainConfig(num_epochs=num_epochs, batch_size=p["batch_size"], lr=p["lr_scratch"], patience=num_epochs,
-                       seed=course.seed, device=course.device)
+    return TrainConfig(num_epochs=num_epochs, batch_size=p["scratch_batch_size"], lr=p["lr_scratch"],
+                       patience=num_epochs, seed=course.seed, device=course.device)
 
 
 def meso4_detector(course, splits, fresh: bool = False, **params) -> dict:
