@@ -80,9 +80,13 @@ def ablation_table(path=ABLATION_CSV) -> tuple[str, list, list] | None:
     if not path.is_file():
         return None
     import csv
+    import re
 
     rows = list(csv.DictReader(open(path)))
-    where = sorted({r["machine"] for r in rows})
+    load = [float(m.group(1)) for r in rows if (m := re.search(r", load ([0-9.]+)", r["machine"]))]
+    where = sorted({re.sub(r", load [0-9.]+", "", r["machine"]) for r in rows})
+    if load:
+        where[-1] += f" (load {min(load):.1f}-{max(load):.1f}: seconds compare rows only roughly)"
     when = sorted({r["date"][:10] for r in rows})
     caption = (f"measured by benchmarks/ablate_detector.py on {'; '.join(where)}, {', '.join(when)}; demo data, "
                "random init, CPU; frame-level AUC, epoch chosen on validation, test scored once; per family = "
