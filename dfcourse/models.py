@@ -214,6 +214,12 @@ class Meso4(Detector):
         """The last convolutional block's BatchNorm (before pooling): a 1/8-resolution map."""
         return self.backbone[3][2]
 
+    def layer_groups(self) -> list[tuple[str, list[str]]]:
+        """Meso-4's layer groups top-down, as ``(name, [module paths])``: the head, then the
+        conv blocks 4 to 1; for a model-parameter randomisation cascade (the ResNet18
+        equivalent is ``dfcourse.sanity.resnet18_groups()``)."""
+        return [("head", ["head"])] + [(f"block{i + 1}", [f"backbone.{i}"]) for i in (3, 2, 1, 0)]
+
 
 def build_detector(arch: str = "resnet18", pretrained: bool = True, weights=None, verbose: bool = True) -> Detector:
     """``resnet18`` (torchvision, ImageNet) or ``inception`` (facenet-pytorch

@@ -53,3 +53,12 @@ def test_meso4_head_weight_is_the_logit_layer():
     torch.nn.init.zeros_(net.head.bias)
     assert not torch.allclose(before, net(x)) and torch.allclose(net(x), torch.zeros(2, 1))
     assert not any(k in ("head.weight", "head.bias") for k in net.state_dict())
+
+
+def test_meso4_layer_groups_cover_every_parameter_top_down():
+    net = build_detector("meso4", pretrained=False, verbose=False)
+    groups = net.layer_groups()
+    assert [g for g, _ in groups] == ["head", "block4", "block3", "block2", "block1"]
+    covered = {f"{path}.{n}" for _, paths in groups for path in paths
+               for n, _ in net.get_submodule(path).named_parameters()}
+    assert covered == {n for n, _ in net.named_parameters()}
