@@ -4,7 +4,12 @@ the "reals + online self-blends only" protocol. Prints one table: frame-level AU
 val and test splits, the epoch chosen on validation loss, and training seconds.
 
     python benchmarks/ablate_detector.py [--arch resnet18] [--size 96] [--epochs 6]
-                                         [--only "NAME;NAME"] [--index PATH]
+                                         [--only "NAME;NAME"] [--index PATH] [--csv PATH]
+                                         [--batch-size 32]
+
+``--csv`` merges the rows into a CSV (a row of the same variant, arch, size, epochs and batch
+size is replaced) with the machine, its load and the date of each row: notebook 02 shows
+``benchmarks/results/ablate_detector.csv`` as its ablation table, labelled with them.
 
 Every row is selected on validation only; test is scored once per row. Rows:
 
@@ -19,6 +24,10 @@ Every row is selected on validation only; test is scored once per row. Rows:
   tested on the families it never saw (swap, rerender), each against the test reals.
 """
 import argparse
+import csv
+import datetime
+import os
+import platform
 import tempfile
 import time
 from pathlib import Path
@@ -49,6 +58,9 @@ def variants(epochs):
         "  + self-blends, all rows, pos_weight": dict(tuned, selfblend=True, balance=False, pos_weight=True),
         "  online demo views (2 per identity)": dict(tuned, views=2),
         "  online demo views (2) + self-blends": dict(tuned, views=2, selfblend=True),
+        "  online demo views (4)": dict(tuned, views=4),
+        "  online demo views (4) + self-blends": dict(tuned, views=4, selfblend=True),
+        "  online demo views (4), lr 3e-3": dict(tuned, views=4, lr=3e-3),
         "SB only (reals + self-blends)": dict(tuned, sb_only=True),
     }
 
@@ -94,7 +106,7 @@ def run(name, v, args, splits, landmarks):
             train_ds = EpochConcat([train_ds, SelfBlendDataset(sb_rows, lm, args.size, seed=args.seed,
                                                                augment_ops=v["ops"], masks=False)])
             n_real, n_fake = n_real + len(sb_rows), n_fake + len(sb_rows)
-    cfg = TrainConfig(num_epochs=args.epochs, batch_size=32, lr=v["lr"], patience=v["patience"], seed=args.seed,
+    cfg = TrainConfig(num_epochs=args.epochs, batch_size=args.batch_size, lr=v["lr"], patience=v["patience"], seed=args.seed,
                       warmup_epochs=v["warmup"], monitor=v["monitor"],
                       pos_weight=n_real / n_fake if v["pos_weight"] else 1.0)
     torch.manual_seed(args.seed)
@@ -113,15 +125,48 @@ def run(name, v, args, splits, landmarks):
     return out
 
 
+CSV_FIELDS = ["variant", "arch", "size", "epochs", "batch", "train", "best", "val", "test", "selfblend", "swap", "rerender",
+              "seconds", "threads", "machine", "date"]
+
+
+def machine() -> str:
+    """The machine a row ran on, in words (its load says how comparable its seconds are)."""
+    return (f"{platform.machine()} CPU, {os.cpu_count()} cores, load {os.getloadavg()[0]:.1f}, "
+            f"torch {torch.__version__.split('+')[0]}")
+
+
+def write_csv(path, r, args):
+    """Merge one result row into ``path``: the same variant, arch, size, epochs and batch is replaced."""
+    path = Path(path)
+    row = {"variant": r["name"].strip(), "arch": args.arch, "size": args.size, "epochs": args.epochs,
+           "batch": args.batch_size,
+           "threads": torch.get_num_threads(), **{k: r[k] for k in CSV_FIELDS if k in r}}
+    for k in ("val", "test", "selfblend", "swap", "rerender"):
+        row[k] = f"{row[k]:.3f}"
+    row["seconds"] = f"{row['seconds']:.0f}"
+    fields = ("variant", "arch", "size", "epochs", "batch")
+    key = [str(row[k]) for k in fields]
+    old = list(csv.DictReader(open(path))) if path.is_file() else []
+    old = [{**o, "batch": o.get("batch") or "32"} for o in old]
+    old = [o for o in old if [o[k] for k in fields] != key]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        w.writeheader()
+        w.writerows(old + [row])
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--arch", default="resnet18")
     p.add_argument("--size", type=int, default=96)
     p.add_argument("--epochs", type=int, default=6)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--only", default="", help="semicolon-separated row names (default: all)")
     p.add_argument("--index", default="", help="index CSV (default: the course's demo data)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    p.add_argument("--csv", default="", help="merge the rows into this CSV (e.g. benchmarks/results/ablate_detector.csv)")
     args = p.parse_args()
 
     from dfcourse import course as dc
@@ -143,8 +188,11 @@ def main():
             continue
         rows.append(run(name, v, args, splits, landmarks))
         r = rows[-1]
+        r.update(machine=machine(), date=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"))
+        if args.csv:
+            write_csv(args.csv, r, args)
         print(f"## {r['name']}: val {r['val']:.3f} test {r['test']:.3f} ({r['seconds']:.0f} s)", flush=True)
-    print(f"\n{args.arch}, {args.size}px, up to {args.epochs} epochs, random init, CPU "
+    print(f"\n{args.arch}, {args.size}px, up to {args.epochs} epochs, batch {args.batch_size}, random init, CPU "
           f"({torch.get_num_threads()} threads), demo data {index}; AUC frame level; "
           f"test per family = that family's fakes vs all test reals")
     head = ["variant", "train items", "best ep", "val AUC", "test AUC", "selfblend", "swap", "rerender", "seconds"]

@@ -175,6 +175,21 @@ class Detector(nn.Module):
         return self
 
 
+class MesoHead(nn.Sequential):
+    """Meso-4's dense head (dropout, 16 units, LeakyReLU, dropout, one logit). ``weight`` and
+    ``bias`` are those of its last layer, the logit, as on the one-layer head of the other
+    detectors: code that re-draws "the head's weights" (notebook 05's randomisation test)
+    works on every detector."""
+
+    @property
+    def weight(self) -> nn.Parameter:
+        return self[-1].weight
+
+    @property
+    def bias(self) -> nn.Parameter:
+        return self[-1].bias
+
+
 class Meso4(Detector):
     """Meso-4 (Afchar et al., 2018, "MesoNet"): four small conv blocks and a 16-unit
     dense layer, ~28k parameters, made to be trained from scratch on face crops. As in the
@@ -191,13 +206,19 @@ class Meso4(Detector):
         backbone = nn.Sequential(block(3, 8, 3, 2), block(8, 8, 5, 2), block(8, 16, 5, 2), block(16, 16, 5, 0),
                                  nn.Flatten())
         super().__init__("meso4", backbone, 16 * 8 * 8, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
-        self.head = nn.Sequential(nn.Dropout(0.5), nn.Linear(self.num_features, 16), nn.LeakyReLU(0.1),
-                                  nn.Dropout(0.5), nn.Linear(16, 1))
+        self.head = MesoHead(nn.Dropout(0.5), nn.Linear(self.num_features, 16), nn.LeakyReLU(0.1),
+                             nn.Dropout(0.5), nn.Linear(16, 1))
 
     @property
     def cam_target(self) -> nn.Module:
         """The last convolutional block's BatchNorm (before pooling): a 1/8-resolution map."""
         return self.backbone[3][2]
+
+    def layer_groups(self) -> list[tuple[str, list[str]]]:
+        """Meso-4's layer groups top-down, as ``(name, [module paths])``: the head, then the
+        conv blocks 4 to 1; for a model-parameter randomisation cascade (the ResNet18
+        equivalent is ``dfcourse.sanity.resnet18_groups()``)."""
+        return [("head", ["head"])] + [(f"block{i + 1}", [f"backbone.{i}"]) for i in (3, 2, 1, 0)]
 
 
 def build_detector(arch: str = "resnet18", pretrained: bool = True, weights=None, verbose: bool = True) -> Detector:

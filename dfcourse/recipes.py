@@ -20,12 +20,14 @@ from .datasets import FaceDataset
 from .experiments import balance, run_detector
 from .index import read_index
 from .localization import LocalizationDataset, ResNetLocalizer, make_loss
-from .selfblend import EpochConcat, SelfBlendDataset, real_landmarks
+from .models import find_weights
+from .selfblend import EpochConcat, SelfBlendDataset, auc_by_family, real_landmarks, training_set
 from .train import TrainConfig, fit, predict_probs
 
 # The parameters cells of notebooks 02, 03 and 04 (names lower-cased).
 NB02 = dict(pretrained=True, size=224, num_epochs=10, batch_size=32, lr_full=1e-4, patience=3,
-            quick_size=96, quick_epochs=3, quick_max_per_class=225)
+            quick_size=96, quick_epochs=3, quick_max_per_class=225, lr_scratch=1e-3, scratch_epochs=20,
+            quick_scratch_epochs=10, scratch_batch_size=8, self_blend=True)
 NB03 = dict(clip_model="ViT-B-32", clip_pretrained="openai", train_method="auto", cross_method="auto",
             adapter_hidden=64, head_epochs=50, head_lr=1e-3, batch_size=64, patience=8, quick_max_per_class=150,
             coop_context=4, lora_rank=4, lora_epochs=5, lora_lr=5e-4, quick_lora_per_class=16, quick_lora_epochs=2,
@@ -43,9 +45,70 @@ def _params(defaults: dict, given: dict) -> dict:
 
 
 # ------------------------------------------------------------------ notebook 02
-def baseline_detector(course, splits, **params):
-    """Notebook 02's ``resnet18-full`` run. Returns ``(net, meta)`` for the registry."""
+def scratch_config(course, **params) -> TrainConfig:
+    """The from-scratch training of notebook 02 (Meso-4 rows): lr ``LR_SCRATCH``, batches of
+    ``SCRATCH_BATCH_SIZE``, no early stop within ``SCRATCH_EPOCHS`` (a random-init net's val
+    loss is noisy before it learns)."""
     p = _params(NB02, params)
+    num_epochs = p["quick_scratch_epochs"] if course.quick else p["scratch_epochs"]
+    return TrainConfig(num_epochs=num_epochs, batch_size=p["scratch_batch_size"], lr=p["lr_scratch"],
+                       patience=num_epochs, seed=course.seed, device=course.device)
+
+
+def meso4_detector(course, splits, fresh: bool = False, **params) -> dict:
+    """Notebook 02's ``meso4-scratch+SB`` row: Meso-4 from random init on *all* training rows
+    (``splits["train"]`` unbalanced: a fake-class weight balances them) plus, with
+    ``SELF_BLEND``, a fresh online self-blend of every real training face each epoch.
+    Returns :func:`dfcourse.experiments.run_detector`'s result."""
+    p = _params(NB02, params)
+    size = p["quick_size"] if course.quick else p["size"]
+    cfg = scratch_config(course, **params)
+    if p["self_blend"]:
+        train_ds, pos_weight = training_set(splits["train"], size, course.seed, with_fakes=True,
+                                            landmark_cache=landmark_cache(course), device=course.device)
+    else:
+        train_ds = FaceDataset(splits["train"], size, train=True, seed=course.seed)
+        n_real = sum(int(r["label"]) == 0 for r in splits["train"])
+        pos_weight = n_real / (len(splits["train"]) - n_real)
+    cfg.pos_weight = pos_weight
+    name = "meso4-scratch+SB" if p["self_blend"] else "meso4-scratch"
+    torch.manual_seed(course.seed)
+    return run_detector(name, "meso4", "full", splits, cfg, size, course.runs / "02_resnet_baseline" / name,
+                        pretrained=False, figures_dir=course.figures, figure_prefix=f"02_resnet_baseline_{name}_",
+                        fresh=fresh, train_ds=train_ds)
+
+
+def selfblend_only(course, splits, fresh: bool = False, **params) -> dict:
+    """The "reals + self-blends only" protocol of notebook 02: Meso-4 from random init on the
+    real training faces and fresh online self-blends of them (the index's fakes are never
+    seen), validated on val reals vs the index's self-blends, tested on every test fake.
+    Returns :func:`dfcourse.experiments.run_detector`'s result plus ``by_family``: frame-level
+    test AUC of each forgery family against all test reals."""
+    p = _params(NB02, params)
+    size = p["quick_size"] if course.quick else p["size"]
+    reals = [r for r in splits["train"] if int(r["label"]) == 0]
+    sb_val = [r for r in splits["val"] if r["method"] in ("original", "selfblend")]
+    if len({int(r["label"]) for r in sb_val}) < 2:  # no pre-made self-blends (FF++): val on every family
+        sb_val = splits["val"]
+    train_ds, _ = training_set(reals, size, course.seed, with_fakes=False, landmark_cache=landmark_cache(course),
+                               device=course.device)
+    torch.manual_seed(course.seed)
+    name = "meso4-SB-only"
+    res = run_detector(name, "meso4", "full", {"train": reals, "val": sb_val, "test": splits["test"]},
+                       scratch_config(course, **params), size, course.runs / "02_resnet_baseline" / name,
+                       pretrained=False, fresh=fresh, train_ds=train_ds)
+    res["by_family"] = auc_by_family(splits["test"], res["test_probs"])
+    return res
+
+
+def baseline_detector(course, splits, **params):
+    """The detector notebook 02 is expected to choose, for notebooks 04 and 05 run alone:
+    ``resnet18-full`` when ImageNet weights can be used (``PRETRAINED`` and found), else
+    ``meso4-scratch+SB`` (from random init the small net learns, ResNet18 does not: see
+    notebook 02's table). ``splits`` are the index's splits, unbalanced. Returns ``(net, meta)``."""
+    p = _params(NB02, params)
+    if not (p["pretrained"] and find_weights("resnet18")):
+        return _meso(course, splits, **params)
     size = p["quick_size"] if course.quick else p["size"]
     splits = {**splits, "train": balance(splits["train"], course.seed,
                                          p["quick_max_per_class"] if course.quick else None)}
@@ -54,6 +117,11 @@ def baseline_detector(course, splits, **params):
     torch.manual_seed(course.seed)
     res = run_detector("resnet18-full", "resnet18", "full", splits, cfg, size,
                        course.runs / "02_resnet_baseline" / "resnet18-full", pretrained=p["pretrained"])
+    return res["net"], detector_meta(res)
+
+
+def _meso(course, splits, **params):
+    res = meso4_detector(course, splits, **params)
     return res["net"], detector_meta(res)
 
 

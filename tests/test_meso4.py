@@ -39,3 +39,26 @@ def test_meso4_checkpoint_round_trip(tmp_path):
     back = load(path, "detector")
     assert back.arch == "meso4" and back.meta["size"] == 96 and not back.pretrained
     assert torch.allclose(back(x), net(x))
+
+
+def test_meso4_head_weight_is_the_logit_layer():
+    """Notebook 05 re-draws ``net.head.weight`` (randomisation test): on Meso-4 that is the logit layer."""
+    torch.manual_seed(0)
+    net = build_detector("meso4", pretrained=False, verbose=False).eval()
+    assert net.head.weight is net.head[-1].weight and net.head.bias is net.head[-1].bias
+    assert net.head.weight.shape == (1, 16)
+    x = torch.rand(2, 3, 96, 96)
+    before = net(x)
+    torch.nn.init.zeros_(net.head.weight)
+    torch.nn.init.zeros_(net.head.bias)
+    assert not torch.allclose(before, net(x)) and torch.allclose(net(x), torch.zeros(2, 1))
+    assert not any(k in ("head.weight", "head.bias") for k in net.state_dict())
+
+
+def test_meso4_layer_groups_cover_every_parameter_top_down():
+    net = build_detector("meso4", pretrained=False, verbose=False)
+    groups = net.layer_groups()
+    assert [g for g, _ in groups] == ["head", "block4", "block3", "block2", "block1"]
+    covered = {f"{path}.{n}" for _, paths in groups for path in paths
+               for n, _ in net.get_submodule(path).named_parameters()}
+    assert covered == {n for n, _ in net.named_parameters()}
