@@ -41,6 +41,16 @@ def resnet18_groups():
     return [(name, list(paths)) for name, paths in RESNET18_GROUPS]
 
 
+def layer_groups(net) -> list[tuple[str, list[str]]]:
+    """The cascade's layer groups, top-down, for a notebook-02 detector: the model's own
+    ``layer_groups()`` when it has one (Meso-4), ResNet18's otherwise."""
+    if hasattr(net, "layer_groups"):
+        return net.layer_groups()
+    if getattr(net, "arch", None) == "resnet18":
+        return resnet18_groups()
+    raise ValueError(f"no layer groups known for {type(net).__name__} ({getattr(net, 'arch', '?')})")
+
+
 def reinitialise(net: torch.nn.Module, paths, seed: int) -> list[str]:
     """Re-initialise the modules at ``paths`` (e.g. ``"backbone.layer4"``) in place with each
     submodule's ``reset_parameters`` (BatchNorm: running statistics too), seeded. The caller's

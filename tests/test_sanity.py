@@ -166,3 +166,15 @@ def test_with_a_max_pool_head_they_differ(x):
     net = Tiny(pool=nn.AdaptiveMaxPool2d(1)).eval()
     grad, xgrad = (compute_cams(net, x, m) for m in ("gradcam", "xgradcam"))
     assert np.abs(grad - xgrad).max() > 0.1
+
+
+def test_layer_groups_of_each_notebook02_detector():
+    from dfcourse.models import build_detector
+    from dfcourse.sanity import layer_groups, resnet18_groups
+
+    resnet = build_detector("resnet18", pretrained=False, verbose=False)
+    meso = build_detector("meso4", pretrained=False, verbose=False)
+    assert layer_groups(resnet) == resnet18_groups()
+    assert layer_groups(meso)[0] == ("head", ["head"]) and len(layer_groups(meso)) == 5
+    with pytest.raises(ValueError):
+        layer_groups(torch.nn.Linear(2, 1))
