@@ -106,3 +106,26 @@ def test_student_edition_runs_with_only_the_checks_failing(path, student_noteboo
     assert "is not solved yet -> the rest of this notebook uses the course's reference" in text
     assert "using your answer" not in text
     assert figures(nb) == FIGURES.get(path.stem, figures(nb)) and figures(nb) > 0
+
+
+@pytest.mark.slow
+def test_nbgrader_validate_on_notebook01(student_notebooks, course_home):
+    """What a student's Validate button says about the real notebook 01: unsolved, every
+    check fails (its 3 tests, and its 2 written answers are still unanswered); the
+    instructor's worked edition passes."""
+    import subprocess
+    import sys
+
+    from dfcourse.grading import _env
+
+    env = _env(DFCOURSE_HOME=str(course_home))
+
+    def validate(path):
+        out = subprocess.run([sys.executable, "-m", "nbgrader", "validate", str(path)], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=1200)
+        return out.stdout + out.stderr
+
+    first = NOTEBOOKS[0]
+    unsolved = validate(student_notebooks[first.stem])
+    assert "VALIDATION FAILED ON 5 CELL(S)" in unsolved and unsolved.count("NotImplementedError") >= 3
+    assert "Success! Your notebook passes all the tests." in validate(first)
