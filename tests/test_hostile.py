@@ -361,7 +361,7 @@ def test_interrupted_prepare_resumes_to_the_same_index(ffpp_mini, tmp_path, caps
     import time
 
     # both methods: 18 videos, so that on a quiet machine too each interrupt lands mid-run
-    args = ["prepare", "--ffpp", str(ffpp_mini), "--methods", "FaceSwap,NeuralTextures", "--frames", "5",
+    args = ["prepare", "--ffpp", str(ffpp_mini), "--methods", "FaceSwap,NeuralTextures", "--frames", "8",
             "--size", "32"]
     assert run_cli(args + ["--out", tmp_path / "ref"], capsys)[0] == 0  # the uninterrupted run
     out = tmp_path / "o"
@@ -376,7 +376,7 @@ def test_interrupted_prepare_resumes_to_the_same_index(ffpp_mini, tmp_path, caps
         while proc.poll() is None and time.time() < deadline and \
                 len(list(out.glob("crops/*/*/done.json"))) <= before:  # wait until it is working
             time.sleep(0.05)
-        time.sleep(rng.uniform(0, 0.25))  # then interrupt at a random point (a video takes ~0.1-0.2 s)
+        time.sleep(rng.uniform(0, 0.05))  # then interrupt soon, at a random point (a video takes ~0.1-0.3 s)
         proc.send_signal(sig)
         stdout, err = proc.communicate(timeout=60)
         if "index written" in stdout:  # the signal came after the work, while Python was exiting
