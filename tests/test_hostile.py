@@ -352,7 +352,7 @@ def test_video_without_credible_frame_count_is_read(tmp_path):
 # --------------------------------------------------------------------------- interrupts
 
 @pytest.mark.slow
-def test_interrupted_prepare_resumes_to_the_same_index(ffpp_mini, tmp_path, capsys):
+def test_interrupted_prepare_resumes_to_the_same_index(tmp_path, capsys):
     """SIGINT and SIGKILL at random points of `prepare --ffpp`, then a re-run: the same
     index.csv, skipped.csv and crop files as one uninterrupted run, and no temporary files."""
     import signal
@@ -360,8 +360,12 @@ def test_interrupted_prepare_resumes_to_the_same_index(ffpp_mini, tmp_path, caps
     import sys
     import time
 
-    # both methods: 18 videos, so that on a quiet machine too each interrupt lands mid-run
-    args = ["prepare", "--ffpp", str(ffpp_mini), "--methods", "FaceSwap,NeuralTextures", "--frames", "8",
+    from dfcourse.demo import build_ffpp_mini
+
+    # both methods (18 videos) of a tree with 24-frame clips (the shared fixture's have 5), so
+    # that on a quiet machine too each interrupt lands mid-run
+    tree = build_ffpp_mini(tmp_path / "tree", num_frames=24)
+    args = ["prepare", "--ffpp", str(tree), "--methods", "FaceSwap,NeuralTextures", "--frames", "24",
             "--size", "32"]
     assert run_cli(args + ["--out", tmp_path / "ref"], capsys)[0] == 0  # the uninterrupted run
     out = tmp_path / "o"
