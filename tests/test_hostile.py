@@ -371,24 +371,29 @@ def test_interrupted_prepare_resumes_to_the_same_index(tmp_path, capsys):
     out = tmp_path / "o"
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parent.parent))
     rng = np.random.default_rng(14)
-    interrupted = 0
+    interrupted, seen = 0, []  # (signal, return code, videos done before, at the signal, finished)
     for sig in [signal.SIGINT, signal.SIGKILL, signal.SIGINT, signal.SIGKILL]:
+        # a parent started in the background without job control (`cmd &` in a script, as CI
+        # runners may do) passes SIGINT on *ignored*; give the child the default back, as a terminal would
         proc = subprocess.Popen([sys.executable, "-m", "dfcourse", *args, "--out", str(out)], env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         before = len(list(out.glob("crops/*/*/done.json")))
         deadline = time.time() + 120
         while proc.poll() is None and time.time() < deadline and \
                 len(list(out.glob("crops/*/*/done.json"))) <= before:  # wait until it is working
             time.sleep(0.05)
         time.sleep(rng.uniform(0, 0.05))  # then interrupt soon, at a random point (a video takes ~0.1-0.3 s)
+        at = len(list(out.glob("crops/*/*/done.json")))
         proc.send_signal(sig)
         stdout, err = proc.communicate(timeout=60)
+        seen.append((sig.name, proc.returncode, before, at, "index written" in stdout))
         if "index written" in stdout:  # the signal came after the work, while Python was exiting
             continue
         interrupted += proc.returncode != 0
         if sig == signal.SIGINT and proc.returncode != 0:
             assert proc.returncode == 130 and "Traceback" not in err and "Re-run" in err, err
-    assert interrupted >= 3, "the interrupts came too late to test anything"
+    assert interrupted >= 3, f"the interrupts came too late to test anything: {seen}"
     assert run_cli(args + ["--out", out], capsys)[0] == 0  # the re-run finishes the job
     for name in ("index.csv", "skipped.csv"):
         assert (out / name).read_text() == (tmp_path / "ref" / name).read_text()
