@@ -231,7 +231,11 @@ def test_notebook05_explorers_in_jupyterlab(course_home, tmp_path, astronaut):
         # the detector notebook 02 chose on validation (offline: Meso-4), with Grad-CAM
         det = model.input_value()
         assert det in ("ResNet18", "Meso-4") and method.input_value() == "gradcam"
-        assert _slider(cell, "threshold").locator(".widget-readout").inner_text() == "0.50"
+        # the readout can lag the image by a moment: wait for it
+        from playwright.sync_api import expect
+
+        expect(_slider(cell, "threshold").locator(".widget-readout")).to_have_text("0.50",
+                                                                                 timeout=RENDER_TIMEOUT * 1000)
         src = _image(cell)
         assert src == static.get_attribute("src"), "the explorer does not open on the static figure's view"
 
