@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import random
+import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .demo import build_demo
+from .demo import DEMO_VERSION, build_demo, built_version
 from .ffpp import prepare_ffpp, prepare_folder
 
 
@@ -145,6 +146,10 @@ def start(notebook: str, data_root: str = "", quick=None, seed: int = 0, device:
 def ensure_demo(course: Course) -> Path:
     """The embedded demo dataset's index, built on first use (about 20 s on a laptop CPU)."""
     index = course.data / "demo" / "index.csv"
+    if index.is_file() and built_version(index.parent) != DEMO_VERSION:
+        print(f"{index.parent} was built by demo engine version {built_version(index.parent)}; this course's is "
+              f"{DEMO_VERSION} (its forgeries differ): rebuilding it.")
+        shutil.rmtree(index.parent)
     if not index.is_file():
         print(f"Building the demo dataset in {index.parent} (first run only) ...")
         build_demo(index.parent, seed=0)

@@ -26,6 +26,14 @@ from .io import (IMAGE_EXTS, BadInputError, SkipLog, check_positive, list_files,
                  remove_stale_temp, save_image, short_hash)
 from .video import write_video
 
+# The demo engine's version: a demo built by another version is rebuilt (course.ensure_demo)
+# and online views of another version are other training data (DemoViews.identity).
+# 2: every frame carries camera noise, and a swap's donor face is rendered at a generator's
+#    resolution (before, a swap pasted one clean photo into another and left no trace).
+DEMO_VERSION = 2
+VERSION_FILE = "demo_version.txt"
+IDENTITIES_FILE = "identities.json"
+
 # Where the five landmarks sit in a tightly cropped, aligned face (fraction of side).
 CANONICAL_LANDMARKS = np.array([[0.32, 0.38], [0.68, 0.38], [0.50, 0.58],
                                 [0.36, 0.78], [0.64, 0.78]], np.float32)
@@ -113,10 +121,12 @@ def folder_identities(folder, detector, skipped: SkipLog, exclude=None) -> list[
     return out
 
 
-def view(ident: Identity, size: int, rng, jitter: bool = True, border=cv2.BORDER_REFLECT):
+def view(ident: Identity, size: int, rng, jitter: bool = True, border=cv2.BORDER_REFLECT, noise: bool = True):
     """One 'frame' of an identity: its face crop under a small random shift, scale and
-    rotation (none for ``jitter=False``), with the landmarks mapped into the crop.
-    Wide views should pad with a constant ``border``: reflection would mirror whole faces."""
+    rotation (none for ``jitter=False``), with the landmarks mapped into the crop, and the
+    camera's sensor noise of a video frame (:func:`dfcourse.synth.camera_noise`; none for
+    ``noise=False``). Wide views should pad with a constant ``border``: reflection would
+    mirror whole faces."""
     x1, y1, x2, _ = ident.square.astype(np.float32)
     side = x2 - x1
     cx, cy = x1 + side / 2, y1 + side / 2
@@ -126,6 +136,8 @@ def view(ident: Identity, size: int, rng, jitter: bool = True, border=cv2.BORDER
     A = cv2.getRotationMatrix2D((float(cx), float(cy)), angle, scale * size / side)
     A[:, 2] += size / 2 - np.array([cx, cy]) + shift * size / side  # centre -> crop centre
     face = cv2.warpAffine(ident.image, A, (size, size), flags=cv2.INTER_AREA, borderMode=border)
+    if noise:
+        face = synth.camera_noise(face, rng)
     lm = np.c_[ident.landmarks, np.ones(5)] @ A.T
     return face, lm.astype(np.float32)
 
@@ -190,7 +202,30 @@ def build_demo(out, size: int = 128, frames_per_id: int = 3, seed: int = 0, face
     if len(skipped):
         skipped.write(out / "skipped.csv")
         print(skipped.summary())
+    save_identities(idents, out / IDENTITIES_FILE)
+    (out / VERSION_FILE).write_text(f"{DEMO_VERSION}\n")
     return write_index(rows, out / "index.csv")
+
+
+def built_version(folder) -> int:
+    """The demo engine version a demo folder was built by (0 before versions were written)."""
+    f = Path(folder) / VERSION_FILE
+    try:
+        return int(f.read_text().strip())
+    except (OSError, ValueError):
+        return 0
+
+
+def save_identities(idents, path) -> None:
+    """The identities' names, landmarks and crop boxes as JSON (read by :func:`demo_identities`)."""
+    import json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({i.name: [np.asarray(i.landmarks).tolist(), np.asarray(i.square).tolist()]
+                               for i in idents}))
+    tmp.replace(path)
 
 
 FFPP_MINI = [("000", "astronaut"), ("001", "gracehopper"), ("002", "cameraman"), ("003", "lfw000"),
@@ -254,9 +289,7 @@ def demo_identities(split: str = "train", seed: int = 0, num_lfw: int = 100, cac
     else:
         idents = builtin_identities(FaceDetector(device=device), num_lfw)
         if cache:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps({i.name: [np.asarray(i.landmarks).tolist(), np.asarray(i.square).tolist()]
-                                         for i in idents}))
+            save_identities(idents, cache)
     split_of = split_groups([i.name for i in idents], seed=seed)
     return [i for i in idents if split_of[i.name] == split]
 
@@ -268,15 +301,22 @@ class DemoViews(torch.utils.data.Dataset):
     another of ``idents``). Drawn from ``(seed, epoch, index)``; rendered at ``crop_size``
     (the index crops' size) and resized like :func:`dfcourse.datasets.load_face`, so they
     look like the index crops. Items ``(image, label, index)``, or with ``masks=True``
-    ``(image, label, mask, index)``. ``methods`` may repeat ``"original"`` to balance classes.
-    Used in notebooks/02_resnet_baseline.ipynb (quick mode)."""
+    ``(image, label, mask, index)``: the mask is the blend weight (``target="mask"``) or,
+    with ``target="residual"``, notebook 04's target computed as it is for an index row
+    (:func:`dfcourse.localization.load_map`: fake and source resized, then thresholded).
+    ``methods`` may repeat ``"original"`` to balance classes.
+    Used in notebooks 02 and 04 (quick mode, :func:`dfcourse.recipes.demo_views`)."""
 
     def __init__(self, idents, size: int, views: int = 4, methods=("original",) * 3 + synth.METHODS,
-                 seed: int = 0, crop_size: int = 128, augment_ops=("flip",), masks: bool = False):
+                 seed: int = 0, crop_size: int = 128, augment_ops=("flip",), masks: bool = False,
+                 target: str = "mask", residual_threshold: float = 0.05, residual_blur: float = 1.0):
         if len(idents) < 2 and "swap" in methods:
             raise ValueError("swap needs at least 2 identities")
+        if target not in ("mask", "residual"):
+            raise ValueError(f"target must be 'mask' or 'residual', not {target!r}")
         self.idents, self.size, self.views, self.methods = list(idents), size, views, tuple(methods)
         self.seed, self.crop_size, self.augment_ops, self.masks = seed, crop_size, tuple(augment_ops), masks
+        self.target, self.residual = target, (residual_threshold, residual_blur)
         self.epoch = 0
 
     def __len__(self):
@@ -284,33 +324,43 @@ class DemoViews(torch.utils.data.Dataset):
 
     def identity(self) -> dict:
         """What a run trained on these views depends on (for main's ``dfcourse.runs``)."""
-        return {"class": "DemoViews", "identities": [i.name for i in self.idents], "size": self.size,
+        return {"class": "DemoViews", "engine": DEMO_VERSION, "identities": [i.name for i in self.idents], "size": self.size,
                 "views": self.views, "methods": list(self.methods), "seed": self.seed, "crop_size": self.crop_size,
-                "augment": list(self.augment_ops), "masks": self.masks}
+                "augment": list(self.augment_ops), "masks": self.masks,
+                **({"target": self.target, "residual": list(self.residual)} if self.masks else {})}
 
     def sample(self, i):
         """``(face uint8 at crop_size, label, mask, method)`` of item ``i``."""
+        return self._render(i)[:4]
+
+    def _render(self, i):
         k, rest = divmod(i, self.views * len(self.methods))
         method = self.methods[rest % len(self.methods)]
         rng = np.random.default_rng([self.seed, self.epoch, i])
         face, lm = view(self.idents[k], self.crop_size, rng)
         if method == "original":
-            return face, 0, np.zeros(face.shape[:2], np.float32), method
+            return face, 0, np.zeros(face.shape[:2], np.float32), method, face
         donor = None
         if method == "swap":
             d = (k + 1 + rng.integers(len(self.idents) - 1)) % len(self.idents)
             donor = view(self.idents[d], self.crop_size, rng)
         fake, mask = forge(method, face, lm, rng, donor)
-        return fake, 1, mask, method
+        return fake, 1, mask, method, face
 
     def __getitem__(self, i):
         from PIL import Image
 
-        face, label, mask, _ = self.sample(i)
+        face, label, mask, _, source = self._render(i)
         img = Image.fromarray(face)
         if self.size != self.crop_size:
             img = img.resize((self.size, self.size), Image.BILINEAR)
             mask = cv2.resize(mask, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
+        if self.masks and self.target == "residual":
+            from .localization import residual_target
+
+            src = Image.fromarray(source)
+            src = src.resize((self.size, self.size), Image.BILINEAR) if self.size != self.crop_size else src
+            mask = residual_target(np.asarray(img), np.asarray(src), *self.residual) if label else mask
         rng = np.random.default_rng([self.seed, self.epoch, i, 1])
         if "flip" in self.augment_ops and rng.random() < 0.5:
             img, mask = img.transpose(Image.FLIP_LEFT_RIGHT), mask[:, ::-1]

@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from .demo import build_demo, build_ffpp_mini
+from .demo import DEMO_VERSION, build_demo, build_ffpp_mini, built_version
 from .io import BadInputError
 
 ASSIGNMENT = "dfcourse"
@@ -255,9 +255,11 @@ def build_demo_data(demo) -> None:
 
 def shared_demo(root, build=build_demo_data) -> Path:
     """The demo data, built once under ``root/demo`` by ``build`` and made read-only;
-    reused while its ``.complete`` marker is there."""
+    reused while its ``.complete`` marker is there (and, for the course's own demo data, while
+    it is of this course's demo engine version)."""
     demo = Path(root) / "demo"
-    if not (demo / ".complete").is_file():
+    stale = build is build_demo_data and built_version(demo) != DEMO_VERSION
+    if not (demo / ".complete").is_file() or stale:
         remove_tree(demo)
         build(demo)
         (demo / ".complete").write_text("built by dfcourse.grading.shared_demo\n")

@@ -97,12 +97,33 @@ def frequency_mismatch(img, rng, size) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def camera_noise(img, rng, sigma=(2.0, 5.0)) -> np.ndarray:
+    """A camera frame's sensor noise: zero-mean Gaussian, one strength per frame drawn from
+    ``sigma`` (grey levels of 255), the same in every channel of a grey image. Real video
+    frames carry it; a face a generator re-synthesised does not (see :func:`generated`)."""
+    x = img.astype(np.float32)
+    grey = x.ndim == 3 and np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2])
+    shape = x.shape[:2] + (1,) if grey else x.shape
+    x += np.float32(rng.uniform(*sigma)) * rng.standard_normal(shape, dtype=np.float32)
+    return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
+def generated(face, rng, scale=(0.4, 0.6)) -> np.ndarray:
+    """A face as a swap generator renders it: synthesised at the generator's lower resolution
+    (a fraction ``scale`` of the crop, e.g. 64 px of 128, as autoencoder face swaps work)
+    and resized up to the frame: smooth, without the frame's camera noise."""
+    h, w = face.shape[:2]
+    f = rng.uniform(*scale)
+    small = cv2.resize(face.astype(np.float32), (max(2, int(w * f)), max(2, int(h * f))), interpolation=cv2.INTER_AREA)
+    return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
 def blend(target, source, mask) -> np.ndarray:
     """``target * (1 - mask) + source * mask``, rounded; exactly ``target`` where mask is 0."""
     m = mask[..., None].astype(np.float32)
     out = target.astype(np.float32) * (1 - m) + source.astype(np.float32) * m
     out = np.clip(np.round(out), 0, 255).astype(np.uint8)
-    out[mask == 0] = target[mask == 0]
+    np.copyto(out, target, where=(mask == 0)[..., None])
     return out
 
 
@@ -135,13 +156,13 @@ def colour_transfer(src, ref, region) -> np.ndarray:
 
 
 def swap(img, lm, donor, donor_lm, rng):
-    """Cross-identity swap: warp the donor face onto ``img`` by a 5-point similarity,
-    transfer colour, and blend the inner face."""
+    """Cross-identity swap: the donor face as a generator renders it (:func:`generated`),
+    warped onto ``img`` by a 5-point similarity, colour-transferred, blended into the inner face."""
     h, w = img.shape[:2]
     A, _ = cv2.estimateAffinePartial2D(np.asarray(donor_lm, np.float32), np.asarray(lm, np.float32))
     if A is None:
         raise ValueError("swap: cannot align the donor landmarks to the target")
-    warped = cv2.warpAffine(donor.astype(np.float32), A, (w, h), borderMode=cv2.BORDER_REFLECT)
+    warped = cv2.warpAffine(generated(donor, rng), A, (w, h), borderMode=cv2.BORDER_REFLECT)
     valid = cv2.warpAffine(np.ones(donor.shape[:2], np.float32), A, (w, h)) > 0.99
     _, _, eye_dist, face_h, _ = _geometry(lm)
     region = face_mask(img.shape, lm, rng, kind="ellipse") * valid

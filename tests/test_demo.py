@@ -56,3 +56,39 @@ def test_demo_from_a_folder_of_faces(tmp_path, astronaut):
     assert {r["video_id"] for r in rows} == {"person0", "person1", "person2"}
     skipped = (tmp_path / "out" / "skipped.csv").read_text()
     assert "blank.png,no face found" in skipped and "corrupt.jpg" in skipped
+
+
+def test_demo_records_its_engine_version_and_identities(demo_index):
+    from dfcourse.demo import DEMO_VERSION, IDENTITIES_FILE, built_version, demo_identities
+
+    folder = Path(demo_index).parent
+    assert built_version(folder) == DEMO_VERSION
+    names = {i.name for i in demo_identities("train", num_lfw=12, cache=folder / IDENTITIES_FILE)}
+    assert names == {r["video_id"] for r in read_index(demo_index, split="train")}
+    assert built_version(folder / "nowhere") == 0
+
+
+def test_a_demo_of_another_engine_version_is_rebuilt(tmp_path, monkeypatch, capsys):
+    """A student's data/demo built by an older course (other forgeries) must not be reused:
+    its runs would be of other data than the notebook's text describes."""
+    from dfcourse import course as dc
+    from dfcourse.demo import DEMO_VERSION, VERSION_FILE
+
+    built = []
+
+    def fake_build(out, seed=0):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "index.csv").write_text("path\n")
+        (out / VERSION_FILE).write_text(f"{DEMO_VERSION}\n")
+        built.append(out)
+
+    monkeypatch.setattr(dc, "build_demo", fake_build)
+    course = dc.Course("t", True, "test", "cpu", 0, "", True, tmp_path)
+    old = tmp_path / "data" / "demo"
+    old.mkdir(parents=True)
+    (old / "index.csv").write_text("path\n")
+    (old / "stale.png").write_bytes(b"old")
+    assert dc.ensure_demo(course) == old / "index.csv" and len(built) == 1
+    assert "version 0" in capsys.readouterr().out and not (old / "stale.png").exists()
+    dc.ensure_demo(course)
+    assert len(built) == 1, "a demo of this version is reused"

@@ -54,3 +54,43 @@ def test_blend_is_target_where_mask_zero(rng):
     out = synth.blend(t, s, m)
     assert np.array_equal(out[m == 0], t[m == 0])
     assert np.array_equal(out[m == 1], np.round(s[m == 1]).astype(np.uint8))
+
+
+# ------------------------------------------------ the camera and the generator (demo engine v2)
+def _high_freq(img):
+    import cv2
+
+    g = img.astype(np.float32).mean(-1)
+    return np.abs(g - cv2.GaussianBlur(g, (0, 0), 1.0))
+
+
+def test_camera_noise_is_seeded_grey_on_grey_and_of_the_asked_strength():
+    flat = np.full((64, 64, 3), 128, np.uint8)
+    a = synth.camera_noise(flat, np.random.default_rng(3), sigma=(4.0, 4.0))
+    assert np.array_equal(a, synth.camera_noise(flat, np.random.default_rng(3), sigma=(4.0, 4.0)))
+    assert np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 1], a[..., 2]), "grey stays grey"
+    assert 3.5 < a[..., 0].astype(float).std() < 4.5
+    colour = flat.copy()
+    colour[..., 0] = 120
+    b = synth.camera_noise(colour, np.random.default_rng(3), sigma=(4.0, 4.0))
+    assert not np.array_equal(b[..., 1], b[..., 2]), "a colour frame gets noise per channel"
+    assert synth.camera_noise(flat, np.random.default_rng(0)).std() > 1.5  # the default range is 2-5 grey levels
+
+
+def test_a_swap_replaces_the_frames_noise_with_a_generators_smooth_face(face_lm, donor):
+    """A demo swap must leave a trace a pixel detector can find: inside the swapped region
+    the camera noise of the target frame is gone (the donor was rendered at a generator's
+    resolution); outside it is untouched."""
+    import cv2
+
+    face, lm = face_lm
+    rng = np.random.default_rng(0)
+    smooth = [cv2.GaussianBlur(f, (0, 0), 3) for f in (face, donor[0])]  # like the upscaled LFW faces
+    noisy, noisy_donor = synth.camera_noise(smooth[0], rng), (synth.camera_noise(smooth[1], rng), donor[1])
+    fake, mask = synth.swap(noisy, lm, *noisy_donor, np.random.default_rng(1))
+    core, out = mask > 0.9, mask == 0
+    hf_fake, hf_real = _high_freq(fake), _high_freq(noisy)
+    assert hf_fake[core].mean() < 0.7 * hf_real[core].mean(), "the swapped region kept the frame's noise"
+    assert np.array_equal(fake[out], noisy[out])
+    g = synth.generated(noisy, np.random.default_rng(2))
+    assert g.shape == noisy.shape and _high_freq(g).mean() < 0.5 * hf_real.mean()
