@@ -21,7 +21,11 @@ Every row is selected on validation only; test is scored once per row. Rows:
 * ``frozen``: random backbone frozen, only the head learns (BatchNorm in eval mode);
 * ``+ self-blends``: the training rows plus one fresh online self-blend per real per epoch;
 * ``SB only``: reals + online self-blends only, validated on reals vs the demo's self-blends,
-  tested on the families it never saw (swap, rerender), each against the test reals.
+  tested on the families it never saw (swap, rerender), each against the test reals;
+* ``online demo views (N)``: instead of the index's 3 fixed crops per identity, N fresh views of
+  every training identity per epoch (``DemoViews``: 3 real, 1 self-blend, 1 swap, 1 rerender per
+  view), optionally with a cosine learning-rate decay; ``SB only on online views``: the views'
+  reals and self-blends only.
 """
 import argparse
 import csv
@@ -39,7 +43,8 @@ from sklearn.metrics import roc_auc_score
 
 def variants(epochs):
     course = dict(balance=True, ops=("flip", "jitter", "blur", "jpeg"), lr=1e-4, patience=3, pos_weight=False,
-                  warmup=0, regime="full", selfblend=False, sb_only=False, views=0, monitor="val_loss")
+                  warmup=0, regime="full", selfblend=False, sb_only=False, views=0, monitor="val_loss",
+                  schedule="none")
     tuned = dict(course, ops=("flip",), lr=1e-3, patience=epochs)
     return {
         "course engine": course,
@@ -61,7 +66,12 @@ def variants(epochs):
         "  online demo views (4)": dict(tuned, views=4),
         "  online demo views (4) + self-blends": dict(tuned, views=4, selfblend=True),
         "  online demo views (4), lr 3e-3": dict(tuned, views=4, lr=3e-3),
+        "  online demo views (4), cosine lr": dict(tuned, views=4, schedule="cosine"),
+        "  online demo views (6)": dict(tuned, views=6),
+        "  online demo views (6), cosine lr": dict(tuned, views=6, schedule="cosine"),
         "SB only (reals + self-blends)": dict(tuned, sb_only=True),
+        "SB only, cosine lr": dict(tuned, sb_only=True, schedule="cosine"),
+        "SB only on online views (6), cosine lr": dict(tuned, sb_only=True, views=6, schedule="cosine"),
     }
 
 
@@ -86,7 +96,10 @@ def run(name, v, args, splits, landmarks):
         idents = demo_identities("train", 0, cache=Path(args.index_path).parent / "identities.json")
         if {i.name for i in idents} != {r["video_id"] for r in train_rows}:  # never a val/test identity
             raise SystemExit("online demo views need the built-in demo index (built with seed 0)")
-        train_ds = DemoViews(idents, args.size, views=v["views"], seed=args.seed, augment_ops=v["ops"])
+        methods = ("original", "selfblend") if v["sb_only"] else ("original",) * 3 + ("selfblend", "swap", "rerender")
+        train_ds = DemoViews(idents, args.size, views=v["views"], methods=methods, seed=args.seed, augment_ops=v["ops"])
+        if v["sb_only"]:
+            val_rows = [r for r in val_rows if r["method"] in ("original", "selfblend")]
         if v["selfblend"]:
             train_ds = EpochConcat([train_ds, SelfBlendDataset(reals, landmarks, args.size, seed=args.seed,
                                                                augment_ops=v["ops"], masks=False)])
@@ -107,7 +120,7 @@ def run(name, v, args, splits, landmarks):
                                                                augment_ops=v["ops"], masks=False)])
             n_real, n_fake = n_real + len(sb_rows), n_fake + len(sb_rows)
     cfg = TrainConfig(num_epochs=args.epochs, batch_size=args.batch_size, lr=v["lr"], patience=v["patience"], seed=args.seed,
-                      warmup_epochs=v["warmup"], monitor=v["monitor"],
+                      warmup_epochs=v["warmup"], monitor=v["monitor"], schedule=v["schedule"],
                       pos_weight=n_real / n_fake if v["pos_weight"] else 1.0)
     torch.manual_seed(args.seed)
     net = build_detector(args.arch, pretrained=False, verbose=False).set_regime(v["regime"])
@@ -126,7 +139,7 @@ def run(name, v, args, splits, landmarks):
 
 
 CSV_FIELDS = ["variant", "arch", "size", "epochs", "batch", "train", "best", "val", "test", "selfblend", "swap", "rerender",
-              "seconds", "threads", "machine", "date"]
+              "seconds", "threads", "machine", "date", "data"]
 
 
 def machine() -> str:
@@ -140,14 +153,15 @@ def write_csv(path, r, args):
     path = Path(path)
     row = {"variant": r["name"].strip(), "arch": args.arch, "size": args.size, "epochs": args.epochs,
            "batch": args.batch_size,
-           "threads": torch.get_num_threads(), **{k: r[k] for k in CSV_FIELDS if k in r}}
+           "threads": torch.get_num_threads(), "data": getattr(args, "data", ""),
+           **{k: r[k] for k in CSV_FIELDS if k in r}}
     for k in ("val", "test", "selfblend", "swap", "rerender"):
         row[k] = f"{row[k]:.3f}"
     row["seconds"] = f"{row['seconds']:.0f}"
     fields = ("variant", "arch", "size", "epochs", "batch")
     key = [str(row[k]) for k in fields]
     old = list(csv.DictReader(open(path))) if path.is_file() else []
-    old = [{**o, "batch": o.get("batch") or "32"} for o in old]
+    old = [{**o, "batch": o.get("batch") or "32", "data": o.get("data") or "demo engine v1"} for o in old]
     old = [o for o in old if [o[k] for k in fields] != key]
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "w", newline="") as f:
@@ -180,6 +194,9 @@ def main():
     splits = {s: read_index(index, split=s) for s in ("train", "val", "test")}
     reals = [r for r in splits["train"] if r["label"] == 0]
     args.index_path = index
+    from dfcourse.demo import built_version
+
+    args.data = f"demo engine v{built_version(Path(index).parent)}" if built_version(Path(index).parent) else str(index)
     landmarks = real_landmarks(reals, args.size, cache=Path(index).parent / "landmarks.json")
     rows = []
     only = [s.strip() for s in args.only.split(";") if s.strip()]

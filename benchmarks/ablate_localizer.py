@@ -67,7 +67,7 @@ class UNetLocalizer(nn.Module):
 
 
 def variants():
-    base = dict(arch="resnet18", self_blend=False, real_weight=0.0, epochs=4, map_weight=1.0, batch_size=32)
+    base = dict(arch="resnet18", self_blend=False, real_weight=0.0, epochs=4, map_weight=1.0, batch_size=32, views=0)
     unet = dict(base, arch="unet", widths=(8, 16, 32, 64))
     return {
         "today (nb04 default)": base,
@@ -76,6 +76,11 @@ def variants():
         "self-blends + real-area penalty 1": dict(base, self_blend=True, real_weight=1.0),
         "batch 8 (4x the steps)": dict(base, batch_size=8),
         "unet 8-64 (from-scratch U-Net)": unet,
+        "demo views (1 per identity)": dict(base, views=1),
+        "demo views (2 per identity)": dict(base, views=2),
+        "demo views (1), 8 epochs": dict(base, views=1, epochs=8),
+        "demo views (1) + real-area penalty 1": dict(base, views=1, real_weight=1.0),
+        "unet 8-64 + demo views (1)": dict(unet, views=1),
     }
 
 
@@ -135,6 +140,12 @@ def main():
         params = {k: v[k] for k in ("self_blend", "map_weight")}
         ds = recipes.localizer_datasets({k: splits[k] for k in ("train", "val")}, size, course.seed,
                                         landmark_cache=recipes.landmark_cache(course), **params)
+        if v["views"]:  # fresh views of the training identities each epoch, with notebook 04's residual targets
+            from dfcourse.demo import IDENTITIES_FILE, DemoViews, demo_identities
+
+            idents = demo_identities("train", 0, cache=course.data / "demo" / IDENTITIES_FILE)
+            ds["train"] = DemoViews(idents, size, views=v["views"], seed=course.seed, masks=True, target="residual",
+                                    residual_threshold=p["residual_threshold"], residual_blur=p["residual_blur"])
         torch.manual_seed(course.seed)
         net = L.ResNetLocalizer(pretrained=False) if v["arch"] == "resnet18" else UNetLocalizer(v["widths"])
         cfg = TrainConfig(num_epochs=v["epochs"], batch_size=v["batch_size"], lr=1e-3, patience=p["patience"],

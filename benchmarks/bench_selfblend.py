@@ -1,7 +1,9 @@
 """Does online self-blending starve training? Samples/s, side by side in one run on the same
 real faces: reading pre-made crops (``FaceDataset``, PNG decode + resize), online
 self-blending (``SelfBlendDataset``: a new view, region mask, deformation, colour and
-frequency mismatch per fake, decoded images cached), and the train step it feeds
+frequency mismatch per fake, decoded images cached), online demo views (``DemoViews``:
+every item a new rendered frame with camera noise, half of them forged; notebook 02's
+Meso-4 trains on these on the demo data), and the train step they feed
 (forward + backward + AdamW, random init) for comparison. Goal: blending >= train step.
 
     python benchmarks/bench_selfblend.py [--sizes 96,224] [--n 256] [--arch resnet18,meso4]
@@ -38,6 +40,7 @@ def main():
 
     from dfcourse import course as dc
     from dfcourse.datasets import FaceDataset
+    from dfcourse.demo import IDENTITIES_FILE, DemoViews, demo_identities
     from dfcourse.index import read_index
     from dfcourse.models import build_detector
     from dfcourse.selfblend import SelfBlendDataset, real_landmarks
@@ -54,9 +57,12 @@ def main():
         sb = SelfBlendDataset(reals, lm, size, masks=True)
         rate(sb, args.batch_size, epochs=1)  # decode once (the dataset caches decoded reals)
         blend = rate(sb, args.batch_size)
+        idents = demo_identities("train", cache=Path(index).parent / IDENTITIES_FILE)
+        views = rate(DemoViews(idents, size, views=2), args.batch_size)
         print(f"\n{size}px:")
         print(f"  pre-made crops (FaceDataset, course augmentation) : {crops:8.1f} samples/s")
         print(f"  online self-blending (reals + fresh fakes, masks)  : {blend:8.1f} samples/s")
+        print(f"  online demo views (DemoViews, half forged)         : {views:8.1f} samples/s")
         for arch in args.arch.split(","):
             net = build_detector(arch, pretrained=False, verbose=False).train()
             opt = torch.optim.AdamW(net.parameters(), lr=1e-3)
@@ -74,7 +80,7 @@ def main():
                 step()
             train = 3 * args.batch_size / (time.perf_counter() - t0)
             print(f"  train step {arch:<9}                            : {train:8.1f} samples/s   "
-                  f"blending / train = {blend / train:.1f}x")
+                  f"blending / train = {blend / train:.1f}x, views / train = {views / train:.1f}x")
 
 
 if __name__ == "__main__":

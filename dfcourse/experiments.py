@@ -88,7 +88,8 @@ def ablation_table(path=ABLATION_CSV) -> tuple[str, list, list] | None:
     if load:
         where[-1] += f" (load {min(load):.1f}-{max(load):.1f}: seconds compare rows only roughly)"
     when = sorted({r["date"][:10] for r in rows})
-    caption = (f"measured by benchmarks/ablate_detector.py on {'; '.join(where)}, {', '.join(when)}; demo data, "
+    data = sorted({r.get("data") or "demo engine v1" for r in rows})
+    caption = (f"measured by benchmarks/ablate_detector.py on {'; '.join(where)}, {', '.join(when)}; {', '.join(data)}, "
                "random init, CPU; frame-level AUC, epoch chosen on validation, test scored once; per family = "
                "that family's test fakes vs all test reals")
     header = ["variant", "arch", "px", "epochs", "batch", "train items", "best ep", "val AUC", "test AUC", "selfblend", "swap",

@@ -9,6 +9,7 @@ Used in notebooks 02, 03, 04 and 05.
 from __future__ import annotations
 
 import copy
+import re
 
 import numpy as np
 import torch
@@ -17,6 +18,7 @@ from torch.utils.data import TensorDataset
 from . import clip_peft as cp
 from .clip_tuning import CoOpHead, add_lora
 from .datasets import FaceDataset
+from .demo import IDENTITIES_FILE, DemoViews, demo_identities
 from .experiments import balance, run_detector
 from .index import read_index
 from .localization import LocalizationDataset, ResNetLocalizer, make_loss
@@ -27,7 +29,8 @@ from .train import TrainConfig, fit, predict_probs
 # The parameters cells of notebooks 02, 03 and 04 (names lower-cased).
 NB02 = dict(pretrained=True, size=224, num_epochs=10, batch_size=32, lr_full=1e-4, patience=3,
             quick_size=96, quick_epochs=3, quick_max_per_class=225, lr_scratch=1e-3, scratch_epochs=20,
-            quick_scratch_epochs=10, scratch_batch_size=8, self_blend=True)
+            quick_scratch_epochs=10, scratch_batch_size=8, scratch_schedule="cosine", self_blend=True,
+            demo_views=6)
 NB03 = dict(clip_model="ViT-B-32", clip_pretrained="openai", train_method="auto", cross_method="auto",
             adapter_hidden=64, head_epochs=50, head_lr=1e-3, batch_size=64, patience=8, quick_max_per_class=150,
             coop_context=4, lora_rank=4, lora_epochs=5, lora_lr=5e-4, quick_lora_per_class=16, quick_lora_epochs=2,
@@ -46,24 +49,47 @@ def _params(defaults: dict, given: dict) -> dict:
 
 # ------------------------------------------------------------------ notebook 02
 def scratch_config(course, **params) -> TrainConfig:
-    """The from-scratch training of notebook 02 (Meso-4 rows): lr ``LR_SCRATCH``, batches of
-    ``SCRATCH_BATCH_SIZE``, no early stop within ``SCRATCH_EPOCHS`` (a random-init net's val
-    loss is noisy before it learns)."""
+    """The from-scratch training of notebook 02 (Meso-4 rows): lr ``LR_SCRATCH`` with the
+    ``SCRATCH_SCHEDULE`` decay, batches of ``SCRATCH_BATCH_SIZE``, no early stop within
+    ``SCRATCH_EPOCHS`` (a random-init net's val loss is noisy before it learns)."""
     p = _params(NB02, params)
     num_epochs = p["quick_scratch_epochs"] if course.quick else p["scratch_epochs"]
     return TrainConfig(num_epochs=num_epochs, batch_size=p["scratch_batch_size"], lr=p["lr_scratch"],
-                       patience=num_epochs, seed=course.seed, device=course.device)
+                       schedule=p["scratch_schedule"], patience=num_epochs, seed=course.seed, device=course.device)
+
+
+def demo_views(course, train_rows, input_size: int, **params):
+    """Online views of the training identities (:class:`dfcourse.demo.DemoViews`, ``DEMO_VIEWS``
+    fresh frames of each identity per epoch, half of them forged) when ``train_rows`` are the
+    built-in demo data's training split; ``None`` for any other data or ``DEMO_VIEWS = 0``."""
+    p = _params(NB02, params)
+    names = {r["video_id"] for r in train_rows}
+    builtin = {"astronaut", "cameraman", "gracehopper"}
+    if not p["demo_views"] or not all(n in builtin or re.fullmatch(r"lfw\d{3}", n) for n in names):
+        return None
+    cache = course.data / "demo" / IDENTITIES_FILE
+    if not cache.is_file():
+        cache = course.data / "landmarks" / "demo_identities.json"
+    idents = demo_identities("train", seed=0, cache=cache, device=course.device)
+    if {i.name for i in idents} != names:  # another split of the same photos: not the course's demo index
+        return None
+    return DemoViews(idents, input_size, views=p["demo_views"], seed=course.seed)
 
 
 def meso4_detector(course, splits, fresh: bool = False, **params) -> dict:
-    """Notebook 02's ``meso4-scratch+SB`` row: Meso-4 from random init on *all* training rows
-    (``splits["train"]`` unbalanced: a fake-class weight balances them) plus, with
-    ``SELF_BLEND``, a fresh online self-blend of every real training face each epoch.
+    """Notebook 02's Meso-4 row, from random init. On the built-in demo data with
+    ``DEMO_VIEWS`` (``meso4-scratch+views``): fresh online views of every training identity
+    each epoch (:func:`demo_views`), real and forged. Otherwise (``meso4-scratch+SB``): *all*
+    training rows (``splits["train"]`` unbalanced: a fake-class weight balances them) plus,
+    with ``SELF_BLEND``, a fresh online self-blend of every real training face each epoch.
     Returns :func:`dfcourse.experiments.run_detector`'s result."""
     p = _params(NB02, params)
     size = p["quick_size"] if course.quick else p["size"]
     cfg = scratch_config(course, **params)
-    if p["self_blend"]:
+    views = demo_views(course, splits["train"], size, **params)
+    if views is not None:
+        train_ds, pos_weight = views, 1.0  # 3 real : 3 forged views per identity
+    elif p["self_blend"]:
         train_ds, pos_weight = training_set(splits["train"], size, course.seed, with_fakes=True,
                                             landmark_cache=landmark_cache(course), device=course.device)
     else:
@@ -71,7 +97,7 @@ def meso4_detector(course, splits, fresh: bool = False, **params) -> dict:
         n_real = sum(int(r["label"]) == 0 for r in splits["train"])
         pos_weight = n_real / (len(splits["train"]) - n_real)
     cfg.pos_weight = pos_weight
-    name = "meso4-scratch+SB" if p["self_blend"] else "meso4-scratch"
+    name = "meso4-scratch+views" if views is not None else "meso4-scratch+SB" if p["self_blend"] else "meso4-scratch"
     torch.manual_seed(course.seed)
     return run_detector(name, "meso4", "full", splits, cfg, size, course.runs / "02_resnet_baseline" / name,
                         pretrained=False, figures_dir=course.figures, figure_prefix=f"02_resnet_baseline_{name}_",
@@ -104,7 +130,7 @@ def selfblend_only(course, splits, fresh: bool = False, **params) -> dict:
 def baseline_detector(course, splits, **params):
     """The detector notebook 02 is expected to choose, for notebooks 04 and 05 run alone:
     ``resnet18-full`` when ImageNet weights can be used (``PRETRAINED`` and found), else
-    ``meso4-scratch+SB`` (from random init the small net learns, ResNet18 does not: see
+    Meso-4 (:func:`meso4_detector`; from random init the small net learns, ResNet18 does not: see
     notebook 02's table). ``splits`` are the index's splits, unbalanced. Returns ``(net, meta)``."""
     p = _params(NB02, params)
     if not (p["pretrained"] and find_weights("resnet18")):

@@ -18,7 +18,7 @@ def _bench():
 
 def test_ablation_csv_round_trip_and_replace(tmp_path):
     bench, path = _bench(), tmp_path / "ablate.csv"
-    args = Namespace(arch="meso4", size=96, epochs=10, batch_size=32)
+    args = Namespace(arch="meso4", size=96, epochs=10, batch_size=32, data="demo engine v2")
     row = dict(name="  flip only", train=450, best=7, val=0.61234, test=0.5555, selfblend=0.7, swap=0.5,
                rerender=0.52, seconds=12.3, machine="x86_64 CPU, 2 cores, load 1.0", date="2026-01-02 03:04 UTC")
     bench.write_csv(path, row, args)
@@ -27,6 +27,7 @@ def test_ablation_csv_round_trip_and_replace(tmp_path):
     bench.write_csv(path, dict(row, test=0.8), Namespace(**{**vars(args), "batch_size": 8}))  # a new row
     caption, header, rows = ablation_table(path)
     assert "benchmarks/ablate_detector.py" in caption and "x86_64 CPU, 2 cores" in caption and "2026-01-02" in caption
+    assert "demo engine v2" in caption and "v1" not in caption
     assert [(r[0], r[header.index("batch")]) for r in rows] == [("SB only", "32"), ("flip only", "32"),
                                                                  ("flip only", "8")]
     assert rows[1][header.index("test AUC")] == "0.700" and rows[1][header.index("val AUC")] == "0.612"

@@ -46,3 +46,47 @@ def test_demo_identities_split_like_the_index(demo_index, tmp_path):
         names = {i.name for i in demo_identities(split, num_lfw=12, cache=cache)}
         assert names == {r["video_id"] for r in rows if r["split"] == split}
     assert cache.is_file()
+
+
+def test_views_identity_names_the_engine_version():
+    from dfcourse.demo import DEMO_VERSION
+
+    assert DemoViews(identities(), 64).identity()["engine"] == DEMO_VERSION
+
+
+def test_notebook02_uses_online_views_only_on_the_builtin_demo_split(demo_index, tmp_path, monkeypatch):
+    from dfcourse import course as dc, recipes
+
+    course = dc.Course("t", True, "test", "cpu", 0, "", True, tmp_path)
+    train = read_index(demo_index, split="train")
+    ids = identities()
+    monkeypatch.setattr(recipes, "demo_identities", lambda split, **kw: ids)
+    rows = [{"video_id": n} for n in ("lfw000", "lfw001", "astronaut")]
+    assert recipes.demo_views(course, rows, 64) is None, "another split of the built-in faces"
+    assert recipes.demo_views(course, [{"video_id": "person1"}], 64) is None, "a folder of the user's faces"
+    ids[:] = [Identity(n, i.image, i.landmarks, i.square) for n, i in zip(["lfw000", "lfw001", "astronaut"], ids)]
+    views = recipes.demo_views(course, rows, 64)
+    assert isinstance(views, DemoViews) and views.views == recipes.NB02["demo_views"] and len(views.idents) == 3
+    assert recipes.demo_views(course, rows, 64, demo_views=0) is None
+    assert train  # names the identities do not have: no views, the index's crops are used
+    assert recipes.demo_views(course, train, 64) is None
+
+
+def test_views_give_notebook04s_residual_target():
+    """target="residual": the map a localizer learns from is notebook 04's target, computed
+    from the resized fake and its source exactly as for an index row; reals get zeros."""
+    from PIL import Image
+
+    from dfcourse.localization import residual_target
+
+    ds = DemoViews(identities(), 48, views=1, masks=True, target="residual", augment_ops=())
+    assert ds.identity()["target"] == "residual"
+    for i in range(6):
+        _, y, m, _ = ds[i]
+        fake, label, _, _, src = ds._render(i)
+        small = [np.asarray(Image.fromarray(a).resize((48, 48), Image.BILINEAR)) for a in (fake, src)]
+        want = residual_target(*small) if label else np.zeros((48, 48), np.float32)
+        assert float(y) == label and np.array_equal(m[0].numpy(), want)
+        assert (want.sum() > 0) == bool(label)
+    with pytest.raises(ValueError, match="target"):
+        DemoViews(identities(), 48, target="blend")
