@@ -356,11 +356,9 @@ class DemoViews(torch.utils.data.Dataset):
             img = img.resize((self.size, self.size), Image.BILINEAR)
             mask = cv2.resize(mask, (self.size, self.size), interpolation=cv2.INTER_LINEAR)
         if self.masks and self.target == "residual":
-            from .localization import residual_target
-
             src = Image.fromarray(source)
             src = src.resize((self.size, self.size), Image.BILINEAR) if self.size != self.crop_size else src
-            mask = residual_target(np.asarray(img), np.asarray(src), *self.residual) if label else mask
+            mask = synth.residual_target(np.asarray(img), np.asarray(src), *self.residual) if label else mask
         rng = np.random.default_rng([self.seed, self.epoch, i, 1])
         if "flip" in self.augment_ops and rng.random() < 0.5:
             img, mask = img.transpose(Image.FLIP_LEFT_RIGHT), mask[:, ::-1]

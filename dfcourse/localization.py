@@ -22,15 +22,8 @@ from .datasets import load_face, to_tensor
 from .io import read_image
 from .models import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Normalize, Weights, build_detector
 from .runs import rows_fingerprint
+from .synth import residual_target  # noqa: F401 - notebook 04's target, here with its loaders
 from .viz import overlay
-
-
-def residual_target(fake, source, threshold: float = 0.05, blur_sigma: float = 1.0) -> np.ndarray:
-    """Binary float32 map: grey ``|fake - source|`` in [0, 1], Gaussian-blurred, ``> threshold``."""
-    d = np.abs(fake.astype(np.float32) - source.astype(np.float32)).mean(-1) / 255.0
-    if blur_sigma > 0:
-        d = cv2.GaussianBlur(d, (0, 0), blur_sigma)
-    return (d > threshold).astype(np.float32)
 
 
 def load_map(row, size: int, target: str = "residual", threshold: float = 0.05, blur_sigma: float = 1.0):

@@ -89,6 +89,8 @@ def meso4_detector(course, splits, fresh: bool = False, **params) -> dict:
     views = demo_views(course, splits["train"], size, **params)
     if views is not None:
         train_ds, pos_weight = views, 1.0  # 3 real : 3 forged views per identity
+        if not str(course.device).startswith("cuda"):
+            cfg.num_workers = 1  # render the next views beside the train step (train.threads_beside_workers)
     elif p["self_blend"]:
         train_ds, pos_weight = training_set(splits["train"], size, course.seed, with_fakes=True,
                                             landmark_cache=landmark_cache(course), device=course.device)

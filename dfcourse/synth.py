@@ -198,3 +198,12 @@ def residual(fake, source) -> np.ndarray:
     """The greyscale residual |fake - source| (mean over channels), uint8."""
     d = np.abs(fake.astype(np.int16) - source.astype(np.int16))
     return (d.mean(-1) if d.ndim == 3 else d).round().astype(np.uint8)
+
+
+def residual_target(fake, source, threshold: float = 0.05, blur_sigma: float = 1.0) -> np.ndarray:
+    """Notebook 04's supervision target: binary float32 map, grey ``|fake - source|`` in [0, 1],
+    Gaussian-blurred, ``> threshold`` (also ``dfcourse.localization.residual_target``)."""
+    d = np.abs(fake.astype(np.float32) - source.astype(np.float32)).mean(-1) / 255.0
+    if blur_sigma > 0:
+        d = cv2.GaussianBlur(d, (0, 0), blur_sigma)
+    return (d > threshold).astype(np.float32)

@@ -13,6 +13,7 @@ run. ``fresh=True`` (or ``DFCOURSE_FRESH=1``) retrains regardless.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import os
@@ -169,6 +170,43 @@ def fit(net, train_ds, val_ds, cfg: TrainConfig, run_root, loss_fn=bce_loss, nam
         print(f"{name}: new run in {run_dir}")
     reloaded = resumed and state["done"]
     t0 = time.time()
+    with threads_beside_workers(cfg):
+        _train_epochs(net, train_ds, val_loader, cfg, loss_fn, optimizer, sched, scaler, state, key, run_dir, name)
+    if best.is_file():
+        net.load_state_dict(torch.load(best, map_location=cfg.device, weights_only=True)["model"])
+    net.eval()
+    return {"history": state["history"], "best_epoch": state["best_epoch"],
+            "best_val_loss": state["best_val"], "seconds": time.time() - t0, "resumed": resumed,
+            "reloaded": reloaded, "run_dir": run_dir, "identity": identity}
+
+
+def _write_log(path, history):
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
+
+
+@torch.no_grad()
+def predict_probs(net, dataset, batch_size: int = 64, device="cpu", amp: bool = True) -> np.ndarray:
+    """Probability of *fake* for every item of ``dataset`` (no augmentation)."""
+    net.eval().to(device)
+    cuda = str(device).startswith("cuda")
+    loader = DataLoader(dataset, batch_size=batch_size, **loader_options(device))
+    out = []
+    for batch in tqdm(loader, desc="predict", leave=False):
+        x = batch[0].to(device, non_blocking=True)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=amp and cuda):
+            logits = net(x)
+        out.append(torch.sigmoid(logits.float().reshape(len(x), -1)[:, 0]).cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
+
+def _train_epochs(net, train_ds, val_loader, cfg, loss_fn, optimizer, sched, scaler, state, key, run_dir, name):
+    """The epochs of :func:`fit` still to run; ``state`` is updated and checkpointed after each."""
+    last, best = run_dir / "last.pt", run_dir / "best.pt"
     while not state["done"] and state["epoch"] < cfg.num_epochs:
         epoch = state["epoch"] + 1
         if hasattr(train_ds, "epoch"):
@@ -206,33 +244,20 @@ def fit(net, train_ds, val_ds, cfg: TrainConfig, run_root, loss_fn=bce_loss, nam
                   + ("  *best*" if improved else ""))
         if state["bad"] >= cfg.patience:
             print(f"{name}: early stop, {cfg.monitor.replace('_', ' ')} has not improved for {cfg.patience} epochs")
-    if best.is_file():
-        net.load_state_dict(torch.load(best, map_location=cfg.device, weights_only=True)["model"])
-    net.eval()
-    return {"history": state["history"], "best_epoch": state["best_epoch"],
-            "best_val_loss": state["best_val"], "seconds": time.time() - t0, "resumed": resumed,
-            "reloaded": reloaded, "run_dir": run_dir, "identity": identity}
 
 
-def _write_log(path, history):
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(history[0]))
-        w.writeheader()
-        w.writerows(history)
-
-
-@torch.no_grad()
-def predict_probs(net, dataset, batch_size: int = 64, device="cpu", amp: bool = True) -> np.ndarray:
-    """Probability of *fake* for every item of ``dataset`` (no augmentation)."""
-    net.eval().to(device)
-    cuda = str(device).startswith("cuda")
-    loader = DataLoader(dataset, batch_size=batch_size, **loader_options(device))
-    out = []
-    for batch in tqdm(loader, desc="predict", leave=False):
-        x = batch[0].to(device, non_blocking=True)
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=amp and cuda):
-            logits = net(x)
-        out.append(torch.sigmoid(logits.float().reshape(len(x), -1)[:, 0]).cpu())
-    return torch.cat(out).numpy() if out else np.zeros(0)
+@contextlib.contextmanager
+def threads_beside_workers(cfg):
+    """On a CPU, DataLoader workers (``cfg.num_workers > 0``) take cores from training: torch
+    runs with that many fewer threads meanwhile (at least one). Online rendering (notebook 02's
+    demo views) then runs beside the train step instead of before each batch."""
+    workers = getattr(cfg, "num_workers", 0)
+    if workers <= 0 or str(cfg.device).startswith("cuda"):
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, before - workers))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

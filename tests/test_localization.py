@@ -77,7 +77,7 @@ def test_loss_falls_on_a_tiny_batch(demo_index, tmp_path):
     ds = L.LocalizationDataset(rows, 64)
     torch.manual_seed(0)
     net = L.ResNetLocalizer(pretrained=False)
-    cfg = TrainConfig(num_epochs=12, batch_size=8, lr=1e-3, patience=100)
+    cfg = TrainConfig(num_epochs=20, batch_size=8, lr=1e-3, patience=100)
     loader = torch.utils.data.DataLoader(ds, batch_size=8)
     before, _, _ = run_epoch(net, loader, cfg, L.make_loss())
     fit(net, ds, ds, cfg, tmp_path, loss_fn=L.make_loss())

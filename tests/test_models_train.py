@@ -133,9 +133,36 @@ def test_loader_options_workers_and_pinned_memory_only_beside_a_gpu():
 
 
 def test_training_with_worker_processes_gives_the_same_numbers(tmp_path):
-    (r0, p0) = _train_once(tmp_path / "a", 7)
-    torch.manual_seed(7)
-    net = build_detector("resnet18", pretrained=False, verbose=False)
-    r2 = fit(net, tiny_data(16), tiny_data(16), TrainConfig(num_epochs=2, batch_size=4, seed=7, num_workers=2),
-             tmp_path / "b")
+    # one torch thread in both runs: on a CPU, workers take threads from training
+    # (train.threads_beside_workers), and another thread count sums floats in another order
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        (r0, p0) = _train_once(tmp_path / "a", 7)
+        torch.manual_seed(7)
+        net = build_detector("resnet18", pretrained=False, verbose=False)
+        r2 = fit(net, tiny_data(16), tiny_data(16), TrainConfig(num_epochs=2, batch_size=4, seed=7, num_workers=2),
+                 tmp_path / "b")
+    finally:
+        torch.set_num_threads(before)
     assert [h["val_loss"] for h in r2["history"]] == pytest.approx([h["val_loss"] for h in r0["history"]], abs=1e-6)
+
+
+def test_workers_on_a_cpu_take_threads_from_training_and_give_them_back():
+    import torch
+
+    from dfcourse.train import TrainConfig, threads_beside_workers
+
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        with threads_beside_workers(TrainConfig(num_workers=1, device="cpu")):
+            assert torch.get_num_threads() == 1
+        assert torch.get_num_threads() == 2
+        with threads_beside_workers(TrainConfig(num_workers=4, device="cpu")):
+            assert torch.get_num_threads() == 1, "never fewer than one thread"
+        for cfg in (TrainConfig(num_workers=0), TrainConfig(num_workers=-1), TrainConfig(num_workers=2, device="cuda")):
+            with threads_beside_workers(cfg):
+                assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
