@@ -69,6 +69,7 @@ def variants(epochs):
         "  online demo views (4), cosine lr": dict(tuned, views=4, schedule="cosine"),
         "  online demo views (6)": dict(tuned, views=6),
         "  online demo views (6), cosine lr": dict(tuned, views=6, schedule="cosine"),
+        "  online demo views (8), cosine lr": dict(tuned, views=8, schedule="cosine"),
         "SB only (reals + self-blends)": dict(tuned, sb_only=True),
         "SB only, cosine lr": dict(tuned, sb_only=True, schedule="cosine"),
         "SB only on online views (6), cosine lr": dict(tuned, sb_only=True, views=6, schedule="cosine"),
@@ -120,6 +121,7 @@ def run(name, v, args, splits, landmarks):
                                                                augment_ops=v["ops"], masks=False)])
             n_real, n_fake = n_real + len(sb_rows), n_fake + len(sb_rows)
     cfg = TrainConfig(num_epochs=args.epochs, batch_size=args.batch_size, lr=v["lr"], patience=v["patience"], seed=args.seed,
+                      num_workers=args.render_workers if v["views"] else 0,
                       warmup_epochs=v["warmup"], monitor=v["monitor"], schedule=v["schedule"],
                       pos_weight=n_real / n_fake if v["pos_weight"] else 1.0)
     torch.manual_seed(args.seed)
@@ -131,8 +133,10 @@ def run(name, v, args, splits, landmarks):
     val = auc(val_rows, predict_probs(net, FaceDataset(val_rows, args.size)))
     test_rows = splits["test"]
     p = predict_probs(net, FaceDataset(test_rows, args.size))
+    w = cfg.num_workers
     out = {"name": name, "train": len(train_ds), "best": res["best_epoch"], "val": val, "test": auc(test_rows, p),
-           "seconds": seconds}
+           "seconds": seconds, "threads": f"{max(1, torch.get_num_threads() - w)}+{w} render worker" if w > 0
+           else torch.get_num_threads()}
     for m in ("selfblend", "swap", "rerender"):
         out[m] = auc(test_rows, p, ("original", m))
     return out
@@ -180,6 +184,9 @@ def main():
     p.add_argument("--only", default="", help="semicolon-separated row names (default: all)")
     p.add_argument("--index", default="", help="index CSV (default: the course's demo data)")
     p.add_argument("--threads", type=int, default=0, help="torch threads (default: all cores)")
+    p.add_argument("--render-workers", type=int, default=1,
+                   help="DataLoader workers rendering the online views rows (as notebook 02 on a CPU: 1, and one "
+                        "torch thread fewer); 0 renders in the training process")
     p.add_argument("--csv", default="", help="merge the rows into this CSV (e.g. benchmarks/results/ablate_detector.csv)")
     args = p.parse_args()
 

@@ -30,7 +30,7 @@ from .train import TrainConfig, fit, predict_probs
 NB02 = dict(pretrained=True, size=224, num_epochs=10, batch_size=32, lr_full=1e-4, patience=3,
             quick_size=96, quick_epochs=3, quick_max_per_class=225, lr_scratch=1e-3, scratch_epochs=20,
             quick_scratch_epochs=10, scratch_batch_size=8, scratch_schedule="cosine", self_blend=True,
-            demo_views=6)
+            demo_views=8)
 NB03 = dict(clip_model="ViT-B-32", clip_pretrained="openai", train_method="auto", cross_method="auto",
             adapter_hidden=64, head_epochs=50, head_lr=1e-3, batch_size=64, patience=8, quick_max_per_class=150,
             coop_context=4, lora_rank=4, lora_epochs=5, lora_lr=5e-4, quick_lora_per_class=16, quick_lora_epochs=2,
@@ -51,11 +51,15 @@ def _params(defaults: dict, given: dict) -> dict:
 def scratch_config(course, **params) -> TrainConfig:
     """The from-scratch training of notebook 02 (Meso-4 rows): lr ``LR_SCRATCH`` with the
     ``SCRATCH_SCHEDULE`` decay, batches of ``SCRATCH_BATCH_SIZE``, no early stop within
-    ``SCRATCH_EPOCHS`` (a random-init net's val loss is noisy before it learns)."""
+    ``SCRATCH_EPOCHS`` (a random-init net's val loss is noisy before it learns). Its training
+    sets render online (views, self-blends): on a CPU one DataLoader worker renders beside the
+    train step, which runs one torch thread fewer (:func:`dfcourse.train.threads_beside_workers`)."""
     p = _params(NB02, params)
     num_epochs = p["quick_scratch_epochs"] if course.quick else p["scratch_epochs"]
+    cpu = not str(course.device).startswith("cuda")
     return TrainConfig(num_epochs=num_epochs, batch_size=p["scratch_batch_size"], lr=p["lr_scratch"],
-                       schedule=p["scratch_schedule"], patience=num_epochs, seed=course.seed, device=course.device)
+                       schedule=p["scratch_schedule"], patience=num_epochs, seed=course.seed, device=course.device,
+                       num_workers=1 if cpu else -1)
 
 
 def demo_views(course, train_rows, input_size: int, **params):
@@ -89,8 +93,6 @@ def meso4_detector(course, splits, fresh: bool = False, **params) -> dict:
     views = demo_views(course, splits["train"], size, **params)
     if views is not None:
         train_ds, pos_weight = views, 1.0  # 3 real : 3 forged views per identity
-        if not str(course.device).startswith("cuda"):
-            cfg.num_workers = 1  # render the next views beside the train step (train.threads_beside_workers)
     elif p["self_blend"]:
         train_ds, pos_weight = training_set(splits["train"], size, course.seed, with_fakes=True,
                                             landmark_cache=landmark_cache(course), device=course.device)
