@@ -180,30 +180,6 @@ def fit(net, train_ds, val_ds, cfg: TrainConfig, run_root, loss_fn=bce_loss, nam
             "reloaded": reloaded, "run_dir": run_dir, "identity": identity}
 
 
-def _write_log(path, history):
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(history[0]))
-        w.writeheader()
-        w.writerows(history)
-
-
-@torch.no_grad()
-def predict_probs(net, dataset, batch_size: int = 64, device="cpu", amp: bool = True) -> np.ndarray:
-    """Probability of *fake* for every item of ``dataset`` (no augmentation)."""
-    net.eval().to(device)
-    cuda = str(device).startswith("cuda")
-    loader = DataLoader(dataset, batch_size=batch_size, **loader_options(device))
-    out = []
-    for batch in tqdm(loader, desc="predict", leave=False):
-        x = batch[0].to(device, non_blocking=True)
-        if cuda:
-            x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast("cuda", dtype=torch.float16, enabled=amp and cuda):
-            logits = net(x)
-        out.append(torch.sigmoid(logits.float().reshape(len(x), -1)[:, 0]).cpu())
-    return torch.cat(out).numpy() if out else np.zeros(0)
-
-
 def _train_epochs(net, train_ds, val_loader, cfg, loss_fn, optimizer, sched, scaler, state, key, run_dir, name):
     """The epochs of :func:`fit` still to run; ``state`` is updated and checkpointed after each."""
     last, best = run_dir / "last.pt", run_dir / "best.pt"
@@ -261,3 +237,28 @@ def threads_beside_workers(cfg):
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _write_log(path, history):
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
+
+
+@torch.no_grad()
+def predict_probs(net, dataset, batch_size: int = 64, device="cpu", amp: bool = True) -> np.ndarray:
+    """Probability of *fake* for every item of ``dataset`` (no augmentation)."""
+    net.eval().to(device)
+    cuda = str(device).startswith("cuda")
+    loader = DataLoader(dataset, batch_size=batch_size, **loader_options(device))
+    out = []
+    for batch in tqdm(loader, desc="predict", leave=False):
+        x = batch[0].to(device, non_blocking=True)
+        if cuda:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.autocast("cuda", dtype=torch.float16, enabled=amp and cuda):
+            logits = net(x)
+        out.append(torch.sigmoid(logits.float().reshape(len(x), -1)[:, 0]).cpu())
+    return torch.cat(out).numpy() if out else np.zeros(0)
+
