@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import open_clip
 import torch
+from PIL import Image
 from torch import nn
 from tqdm import tqdm  # text bars: they also read cleanly in executed (nbconvert) copies
 
@@ -231,25 +232,43 @@ def encode_rows(net: ClipDetector, rows, cache: FeatureCache | None = None, batc
     """Normalised image features (N, dim) for index rows: from ``cache`` where present,
     encoded (and added to the cache) otherwise. No augmentation: a cached feature is the
     feature of the unchanged image."""
-    keys = [FeatureCache.content_key(r["path"]) for r in rows]
+    return _encode(net, [FeatureCache.content_key(r["path"]) for r in rows],
+                   lambda i: load_face(rows[i]["path"], net.input_size), cache, batch_size, device)
+
+
+def encode_images(net: ClipDetector, images, cache: FeatureCache | None = None, batch_size: int = 32,
+                  device="cpu") -> torch.Tensor:
+    """As :func:`encode_rows` for faces in memory (RGB uint8 arrays, e.g. fresh self-blends),
+    cached under a hash of their pixels; each is resized to the model's input like a file."""
+    keys = [hashlib.sha1(f"{a.shape}".encode() + np.ascontiguousarray(a).tobytes()).hexdigest() for a in images]
+    size = (net.input_size, net.input_size)
+
+    def face(i):
+        img = Image.fromarray(np.asarray(images[i]))
+        return img if img.size == size else img.resize(size, Image.BILINEAR)
+
+    return _encode(net, keys, face, cache, batch_size, device)
+
+
+def _encode(net, keys, face, cache, batch_size, device) -> torch.Tensor:
     todo = [i for i, k in enumerate(keys) if cache is None or k not in cache.store]
     if cache is not None:
-        cache.hits += len(rows) - len(todo)
+        cache.hits += len(keys) - len(todo)
         cache.misses += len(todo)
     feats: dict[int, torch.Tensor] = {}
     net.eval().to(device)
     with torch.no_grad():
         for s in tqdm(range(0, len(todo), batch_size), desc="encode (CLIP)", leave=False):
             idx = todo[s:s + batch_size]
-            x = torch.stack([to_tensor(load_face(rows[i]["path"], net.input_size)) for i in idx]).to(device)
+            x = torch.stack([to_tensor(face(i)) for i in idx]).to(device)
             for i, f in zip(idx, net.forward_features(x).cpu()):
                 feats[i] = f
     if cache is not None:
         if todo:
             cache.store.update({keys[i]: feats[i] for i in todo})
             cache.save()
-        return torch.stack([feats[i] if i in feats else cache.store[keys[i]] for i in range(len(rows))])
-    return torch.stack([feats[i] for i in range(len(rows))])
+        return torch.stack([feats[i] if i in feats else cache.store[keys[i]] for i in range(len(keys))])
+    return torch.stack([feats[i] for i in range(len(keys))])
 
 
 def make_cache(folder, net: ClipDetector, model_name: str) -> FeatureCache:

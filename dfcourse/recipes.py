@@ -13,6 +13,7 @@ import re
 
 import numpy as np
 import torch
+from sklearn.metrics import roc_auc_score
 from torch.utils.data import TensorDataset
 
 from . import clip_peft as cp
@@ -30,11 +31,11 @@ from .train import TrainConfig, fit, predict_probs
 NB02 = dict(pretrained=True, size=224, num_epochs=10, batch_size=32, lr_full=1e-4, patience=3,
             quick_size=96, quick_epochs=3, quick_max_per_class=225, lr_scratch=1e-3, scratch_epochs=20,
             quick_scratch_epochs=10, scratch_batch_size=8, scratch_schedule="cosine", self_blend=True,
-            demo_views=8)
+            demo_views=8, sb_only_views=2)
 NB03 = dict(clip_model="ViT-B-32", clip_pretrained="openai", train_method="auto", cross_method="auto",
             adapter_hidden=64, head_epochs=50, head_lr=1e-3, batch_size=64, patience=8, quick_max_per_class=150,
             coop_context=4, lora_rank=4, lora_epochs=5, lora_lr=5e-4, quick_lora_per_class=16, quick_lora_epochs=2,
-            quick_lora_eval=48)
+            quick_lora_eval=48, self_blends=1)
 NB04 = dict(pretrained=True, target="residual", residual_threshold=0.05, residual_blur=1.0, map_weight=1.0,
             real_weight=0.0, self_blend=False, size=224, num_epochs=10, lr=1e-4, batch_size=32, patience=3,
             quick_size=96, quick_epochs=4, quick_max_per_class=225)
@@ -109,9 +110,12 @@ def meso4_detector(course, splits, fresh: bool = False, **params) -> dict:
 
 
 def selfblend_only(course, splits, fresh: bool = False, **params) -> dict:
-    """The "reals + self-blends only" protocol of notebook 02: Meso-4 from random init on the
+    """The "reals + self-blends only" protocol of notebook 02: Meso-4 from random init on
     real training faces and fresh online self-blends of them (the index's fakes are never
     seen), validated on val reals vs the index's self-blends, tested on every test fake.
+    On the built-in demo data the reals are ``SB_ONLY_VIEWS`` fresh views of each training
+    identity per epoch, each also self-blended (:class:`dfcourse.demo.DemoViews`, as the
+    Meso-4 row's views); on other data the real training faces themselves.
     Returns :func:`dfcourse.experiments.run_detector`'s result plus ``by_family``: frame-level
     test AUC of each forgery family against all test reals."""
     p = _params(NB02, params)
@@ -120,8 +124,13 @@ def selfblend_only(course, splits, fresh: bool = False, **params) -> dict:
     sb_val = [r for r in splits["val"] if r["method"] in ("original", "selfblend")]
     if len({int(r["label"]) for r in sb_val}) < 2:  # no pre-made self-blends (FF++): val on every family
         sb_val = splits["val"]
-    train_ds, _ = training_set(reals, size, course.seed, with_fakes=False, landmark_cache=landmark_cache(course),
-                               device=course.device)
+    views = demo_views(course, splits["train"], size, **{**params, "demo_views": p["sb_only_views"]})
+    if views is not None:
+        train_ds = DemoViews(views.idents, size, views=p["sb_only_views"], methods=("original", "selfblend"),
+                             seed=course.seed)
+    else:
+        train_ds, _ = training_set(reals, size, course.seed, with_fakes=False, landmark_cache=landmark_cache(course),
+                                   device=course.device)
     torch.manual_seed(course.seed)
     name = "meso4-SB-only"
     res = run_detector(name, "meso4", "full", {"train": reals, "val": sb_val, "test": splits["test"]},
@@ -270,6 +279,47 @@ def clip_head(course, index_path, clip, tokenizer, kind: str = "adapter+prompt",
     head, run = train_head(course, kind, text, feats, labels, **params)
     return head, {"name": f"CLIP {kind}", "clip": cp.weights_fingerprint(clip), "model": p["clip_model"],
                   "train_method": train_method, "run_dir": str(run["run_dir"]) if run else ""}
+
+
+def clip_selfblend_only(course, index_path, net, text, data: dict, fresh: bool = False, **params) -> dict:
+    """Notebook 03's "reals + self-blends only" protocol on frozen CLIP features: an
+    ``adapter+prompt`` head trained on the real training faces of ``data`` and ``SELF_BLENDS``
+    fresh self-blends of each (a random region, :class:`dfcourse.selfblend.SelfBlendDataset`),
+    each encoded once and cached; selected on the validation reals vs a self-blend of each,
+    so no forgery family of the index takes part in training or selection; tested on every
+    family of the test split against all test reals. Returns a dict: ``head``, ``run``,
+    ``val_auc``, ``n_real``, ``n_blend``, ``test_rows``, ``test_feats``, ``by_family``."""
+    p = _params(NB03, params)
+    cache = cp.make_cache(course.data / "feature_cache", net, p["clip_model"])
+
+    def reals_and_blends(rows, seed: int, blends: int) -> TensorDataset:
+        reals = [r for r in rows if int(r["label"]) == 0]
+        lm = real_landmarks(reals, net.input_size, cache=landmark_cache(course), device=course.device)
+        sb = SelfBlendDataset(reals, lm, net.input_size, seed=seed, views=False, augment_ops=(), masks=False)
+        fakes = []
+        for epoch in range(blends):  # epoch e of the online dataset: a new blend of every real
+            sb.epoch = epoch
+            fakes += [sb.sample(2 * k + 1)[0] for k in range(len(reals))]
+        real_f = cp.encode_rows(net, reals, cache, p["batch_size"], course.device).repeat(blends, 1)
+        fake_f = cp.encode_images(net, fakes, cache, p["batch_size"], course.device)
+        y = torch.cat([torch.zeros(len(real_f)), torch.ones(len(fake_f))])  # each real once per blend: balanced
+        return TensorDataset(torch.cat([real_f, fake_f]), y, torch.arange(len(y)))
+
+    train = reals_and_blends(data["train"], course.seed, p["self_blends"])
+    val = reals_and_blends(data["val"], course.seed + 1, 1)
+    kind = "adapter+prompt"
+    torch.manual_seed(course.seed)
+    head = cp.ClipHead(kind, text.shape[1], text, p["adapter_hidden"])
+    run = fit(head, train, val, head_config(course, **params), course.runs / "03_clip_peft" / "sb-only",
+              loss_fn=cp.head_loss, name=f"CLIP {kind}, reals + self-blends only", fresh=fresh)
+    test_rows = read_index(index_path, split="test")
+    test_feats = cp.encode_rows(net, test_rows, cache, p["batch_size"], course.device)
+    val_y = val.tensors[1].numpy()
+    return {"head": head, "run": run, "kind": kind, "n_real": int((train.tensors[1] == 0).sum()) // p["self_blends"],
+            "n_blend": int(train.tensors[1].sum()),
+            "val_auc": float(roc_auc_score(val_y, cp.head_probs(head, val.tensors[0]))),
+            "test_rows": test_rows, "test_feats": test_feats,
+            "by_family": auc_by_family(test_rows, cp.head_probs(head, test_feats))}
 
 
 # ------------------------------------------------------------------ notebook 04

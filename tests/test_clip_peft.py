@@ -124,3 +124,43 @@ def test_clip_weights_from_a_weights_folder(tmp_path, monkeypatch):
     assert weights.loaded and weights.source == str(tmp_path / f"{MODEL}-openai.bin")
     assert cp.uses_quick_gelu(model)  # OpenAI weights: the QuickGELU build, also from a local file
     assert torch.equal(model.visual.conv1.weight, ref.visual.conv1.weight)
+
+
+def test_encode_images_keyed_by_pixels(clip_parts, rows, tmp_path):
+    """Faces in memory (fresh self-blends) encode like the same face read from a file, are
+    cached under their pixels, and one changed pixel is a new key."""
+    from PIL import Image
+
+    clip, _, text = clip_parts
+    net = cp.ClipDetector(clip, cp.ClipHead("linear", text.shape[1], text))
+    imgs = [np.asarray(Image.open(r["path"]).convert("RGB")) for r in rows[:3]]
+    cache = cp.make_cache(tmp_path, net, MODEL)
+    f = cp.encode_images(net, imgs, cache)
+    assert torch.allclose(f, cp.encode_rows(net, rows[:3], None), atol=1e-5)
+    assert (cache.hits, cache.misses) == (0, 3)
+    changed = imgs[0].copy()
+    changed[0, 0] ^= 255
+    again = cp.make_cache(tmp_path, net, MODEL)
+    cp.encode_images(net, imgs + [changed], again)
+    assert (again.hits, again.misses) == (3, 1)
+
+
+def test_clip_selfblend_only_never_trains_or_selects_on_index_fakes(clip_parts, demo_index, tmp_path):
+    """Notebook 03's reals + self-blends-only protocol: training and validation hold only real
+    faces and self-blends of them (balanced), and every test family is scored."""
+    from dfcourse import course as dc, recipes
+
+    clip, tok, text = clip_parts
+    course = dc.Course("t", True, "test", "cpu", 0, "", True, tmp_path)
+    data = recipes.cross_manipulation_data(course, demo_index, "swap", "rerender", 6)
+    net = cp.ClipDetector(clip, cp.ClipHead("adapter+prompt", text.shape[1], text))
+    res = recipes.clip_selfblend_only(course, demo_index, net, text, data, self_blends=2, clip_model=MODEL,
+                                      head_epochs=2)
+    n_real = sum(r["label"] == 0 for r in data["train"])
+    assert res["n_real"] == n_real and res["n_blend"] == 2 * n_real
+    assert res["run"]["history"] and 0 <= res["val_auc"] <= 1
+    test_fakes = {r["method"] for r in read_index(demo_index, split="test") if r["label"] == 1}
+    assert set(res["by_family"]) == test_fakes == {"selfblend", "swap", "rerender"}
+    again = recipes.clip_selfblend_only(course, demo_index, net, text, data, self_blends=2, clip_model=MODEL,
+                                        head_epochs=2)
+    assert again["by_family"] == res["by_family"]  # the same blends and features: the finished run is reloaded

@@ -90,3 +90,39 @@ def test_views_give_notebook04s_residual_target():
         assert (want.sum() > 0) == bool(label)
     with pytest.raises(ValueError, match="target"):
         DemoViews(identities(), 48, target="blend")
+
+
+def test_selfblend_only_trains_on_views_of_reals_and_their_self_blends(demo_index, tmp_path, monkeypatch):
+    """Notebook 02's reals + self-blends-only run on the built-in demo split: fresh views of the
+    training identities, each real or self-blended, never another family; elsewhere the reals
+    of the index plus online self-blends (``SB_ONLY_VIEWS = 0`` too)."""
+    from dfcourse import course as dc, recipes
+    from dfcourse.selfblend import SelfBlendDataset
+
+    course = dc.Course("t", True, "test", "cpu", 0, "", True, tmp_path)
+    ids = [Identity(n, i.image, i.landmarks, i.square) for n, i in zip(["lfw000", "lfw001", "astronaut"], identities())]
+    monkeypatch.setattr(recipes, "demo_identities", lambda split, **kw: ids)
+    seen = {}
+
+    def fake_run(name, arch, regime, splits, cfg, size, run_dir, **kw):
+        seen.update(train_ds=kw["train_ds"], splits=splits)
+        return {"test_probs": np.linspace(0, 1, len(splits["test"]))}
+
+    monkeypatch.setattr(recipes, "run_detector", fake_run)
+    rows = read_index(demo_index)
+    splits = {s: [dict(r, video_id=ids[k % 3].name) if s == "train" else r
+                  for k, r in enumerate(x for x in rows if x["split"] == s)] for s in ("train", "val", "test")}
+    res = recipes.selfblend_only(course, splits, quick_size=64)
+    ds = seen["train_ds"]
+    assert isinstance(ds, DemoViews) and ds.methods == ("original", "selfblend")
+    assert ds.views == recipes.NB02["sb_only_views"] and len(ds) == 3 * ds.views * 2
+    assert {ds.sample(i)[3] for i in range(len(ds))} == {"original", "selfblend"}
+    assert all(int(r["label"]) == 0 for r in seen["splits"]["train"])
+    assert {r["method"] for r in seen["splits"]["val"]} == {"original", "selfblend"}
+    assert set(res["by_family"]) == {r["method"] for r in splits["test"] if r["label"] == 1}
+    from dfcourse import selfblend
+
+    monkeypatch.setattr(selfblend, "real_landmarks",
+                        lambda rows, size, **kw: np.tile(CANONICAL_LANDMARKS * size, (len(rows), 1, 1)))
+    recipes.selfblend_only(course, splits, quick_size=64, sb_only_views=0)
+    assert isinstance(seen["train_ds"], SelfBlendDataset)
