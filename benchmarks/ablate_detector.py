@@ -72,6 +72,7 @@ def variants(epochs):
         "  online demo views (8), cosine lr": dict(tuned, views=8, schedule="cosine"),
         "SB only (reals + self-blends)": dict(tuned, sb_only=True),
         "SB only, cosine lr": dict(tuned, sb_only=True, schedule="cosine"),
+        "SB only on online views (2), cosine lr": dict(tuned, sb_only=True, views=2, schedule="cosine"),
         "SB only on online views (6), cosine lr": dict(tuned, sb_only=True, views=6, schedule="cosine"),
     }
 
