@@ -81,6 +81,8 @@ def variants():
         "demo views (1), 8 epochs": dict(base, views=1, epochs=8),
         "demo views (1) + real-area penalty 1": dict(base, views=1, real_weight=1.0),
         "unet 8-64 + demo views (1)": dict(unet, views=1),
+        "meso4 localizer + demo views (2), 10 epochs, batch 8, cosine": dict(base, arch="meso4", views=2, epochs=10,
+                                                                            batch_size=8, schedule="cosine"),
     }
 
 
@@ -100,6 +102,7 @@ def main():
     ap.add_argument("--only", default="")
     ap.add_argument("--test", default="", help="the variant chosen on validation: score it once on test")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0, help="the run's seed, as notebook 04's SEED (init, views, order, balancing)")
     ap.add_argument("--home", default="", help="DFCOURSE_HOME (default: a temporary folder)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -112,7 +115,7 @@ def main():
     from dfcourse.index import format_table, read_index
     from dfcourse.train import TrainConfig, fit
 
-    course = dc.start("04_residual_localization", "", True, 0, "cpu")
+    course = dc.start("04_residual_localization", "", True, args.seed, "cpu")
     index_path = dc.ensure_index(course)
     p = recipes.NB04
     size = p["quick_size"]
@@ -147,8 +150,12 @@ def main():
             ds["train"] = DemoViews(idents, size, views=v["views"], seed=course.seed, masks=True, target="residual",
                                     residual_threshold=p["residual_threshold"], residual_blur=p["residual_blur"])
         torch.manual_seed(course.seed)
-        net = L.ResNetLocalizer(pretrained=False) if v["arch"] == "resnet18" else UNetLocalizer(v["widths"])
-        cfg = TrainConfig(num_epochs=v["epochs"], batch_size=v["batch_size"], lr=1e-3, patience=p["patience"],
+        net = (L.ResNetLocalizer(pretrained=False) if v["arch"] == "resnet18" else
+               L.MesoLocalizer() if v["arch"] == "meso4" else UNetLocalizer(v["widths"]))
+        scratch = v["arch"] == "meso4"  # trained as notebook 04 trains it: no early stop, a render worker
+        cfg = TrainConfig(num_epochs=v["epochs"], batch_size=v["batch_size"], lr=1e-3,
+                          patience=v["epochs"] if scratch else p["patience"], schedule=v.get("schedule", "none"),
+                          num_workers=1 if scratch else 0,
                           seed=course.seed, device="cpu", log_every=100)
         t0 = time.time()
         with tempfile.TemporaryDirectory() as runs:

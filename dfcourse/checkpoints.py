@@ -17,7 +17,7 @@ import torch
 
 from .clip_peft import ClipHead
 from .io import atomic_path
-from .localization import ResNetLocalizer
+from .localization import MesoLocalizer, ResNetLocalizer
 from .models import Weights, build_detector
 
 MADE_BY = {"detector": "notebooks/02_resnet_baseline.ipynb", "clip_head": "notebooks/03_clip_peft.ipynb",
@@ -39,9 +39,9 @@ def _build_spec(kind: str, net) -> dict:
     if kind == "detector":
         return {"arch": net.arch}
     if kind == "localizer":
-        if getattr(net, "kind", "") != "resnet18":
-            raise ValueError("only the ResNet18 localizer is saved (the CLIP one would need CLIP itself)")
-        return {"encoder": "resnet18", "width": net.width}
+        if getattr(net, "kind", "") not in ("resnet18", "meso4"):
+            raise ValueError("only the ResNet18 and Meso-4 localizers are saved (the CLIP one would need CLIP itself)")
+        return {"encoder": net.kind, "width": net.width}
     return {"kind": net.kind, "dim": net.dim, "hidden": net.hidden}
 
 
@@ -86,7 +86,8 @@ def load(path, kind: str, device="cpu"):
         if kind == "detector":
             net = build_detector(b["arch"], pretrained=False, verbose=False)
         elif kind == "localizer":
-            net = ResNetLocalizer(pretrained=False, width=b["width"])
+            net = (MesoLocalizer(b["width"]) if b.get("encoder") == "meso4"
+                   else ResNetLocalizer(pretrained=False, width=b["width"]))
         else:
             net = ClipHead(b["kind"], b["dim"], torch.zeros(2, b["dim"]), b["hidden"])
         net.load_state_dict(ckpt["state_dict"])

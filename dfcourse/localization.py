@@ -116,6 +116,41 @@ class ResNetLocalizer(nn.Module):
         return logit, F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
+class MesoLocalizer(nn.Module):
+    """Meso-4 (notebook 02's small net, random init) as the encoder, a top-down decoder over
+    its last two blocks (1/4 and 1/8 of the input) to a map upsampled to input resolution,
+    and Meso-4's own head for the image logit: about 29k parameters, so it trains from
+    scratch on a CPU. The dense map loss is what teaches the encoder the forgery's trace.
+    ``forward(x) -> (logit (B, 1), map logits (B, 1, H, W))``."""
+
+    def __init__(self, width: int = 16):
+        super().__init__()
+        self.encoder = build_detector("meso4", pretrained=False, verbose=False)
+        self.weights = self.encoder.weights
+        self.width = width
+        self.lateral = nn.ModuleList([nn.Conv2d(16, width, 1) for _ in range(2)])  # blocks 3 and 4: 16 channels
+        self.smooth = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
+        self.out = nn.Conv2d(width, 1, 1)
+        self.kind = "meso4"
+
+    @property
+    def pretrained(self) -> bool:
+        return False
+
+    def forward(self, x):
+        enc = self.encoder
+        h, feats = enc.normalize(x), []
+        for block in enc.backbone[:4]:
+            conv, relu, bn, pool = block
+            h = bn(relu(conv(h)))
+            feats.append(h)  # before pooling: 1, 1/2, 1/4, 1/8 of the input
+            h = pool(h)
+        logit = enc.forward_head(enc.backbone[4](h))
+        y = F.interpolate(self.lateral[1](feats[3]), size=feats[2].shape[-2:], mode="bilinear", align_corners=False)
+        y = self.out(self.smooth(y + self.lateral[0](feats[2])))
+        return logit, F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
+
+
 class ClipLocalizer(nn.Module):
     """CLIP ViT patch tokens (frozen, notebook 03) -> a 7x7 grid -> a light conv decoder
     upsampled to input resolution; the image logit from the pooled embedding."""

@@ -22,7 +22,7 @@ from .datasets import FaceDataset
 from .demo import IDENTITIES_FILE, DemoViews, demo_identities
 from .experiments import balance, run_detector
 from .index import read_index
-from .localization import LocalizationDataset, ResNetLocalizer, make_loss
+from .localization import LocalizationDataset, MesoLocalizer, ResNetLocalizer, make_loss
 from .models import find_weights
 from .selfblend import EpochConcat, SelfBlendDataset, auc_by_family, real_landmarks, training_set
 from .train import TrainConfig, fit, predict_probs
@@ -36,9 +36,10 @@ NB03 = dict(clip_model="ViT-B-32", clip_pretrained="openai", train_method="auto"
             adapter_hidden=64, head_epochs=50, head_lr=1e-3, batch_size=64, patience=8, quick_max_per_class=150,
             coop_context=4, lora_rank=4, lora_epochs=5, lora_lr=5e-4, quick_lora_per_class=16, quick_lora_epochs=2,
             quick_lora_eval=48, self_blends=1)
-NB04 = dict(pretrained=True, target="residual", residual_threshold=0.05, residual_blur=1.0, map_weight=1.0,
-            real_weight=0.0, self_blend=False, size=224, num_epochs=10, lr=1e-4, batch_size=32, patience=3,
-            quick_size=96, quick_epochs=4, quick_max_per_class=225)
+NB04 = dict(pretrained=True, encoder="resnet18", target="residual", residual_threshold=0.05, residual_blur=1.0,
+            map_weight=1.0, real_weight=0.0, self_blend=False, demo_views=2, size=224, num_epochs=10, lr=1e-4,
+            batch_size=32, patience=3, quick_size=96, quick_epochs=4, quick_max_per_class=225, scratch_epochs=20,
+            quick_scratch_epochs=10, scratch_batch_size=8)
 
 
 def _params(defaults: dict, given: dict) -> dict:
@@ -68,9 +69,16 @@ def demo_views(course, train_rows, input_size: int, **params):
     fresh frames of each identity per epoch, half of them forged) when ``train_rows`` are the
     built-in demo data's training split; ``None`` for any other data or ``DEMO_VIEWS = 0``."""
     p = _params(NB02, params)
+    idents = builtin_demo_identities(course, train_rows) if p["demo_views"] else None
+    return None if idents is None else DemoViews(idents, input_size, views=p["demo_views"], seed=course.seed)
+
+
+def builtin_demo_identities(course, train_rows):
+    """The demo identities behind ``train_rows`` when they are the built-in demo data's
+    training split (so fresh views of them can be rendered); ``None`` for any other data."""
     names = {r["video_id"] for r in train_rows}
     builtin = {"astronaut", "cameraman", "gracehopper"}
-    if not p["demo_views"] or not all(n in builtin or re.fullmatch(r"lfw\d{3}", n) for n in names):
+    if not names or not all(n in builtin or re.fullmatch(r"lfw\d{3}", n) for n in names):
         return None
     cache = course.data / "demo" / IDENTITIES_FILE
     if not cache.is_file():
@@ -78,7 +86,7 @@ def demo_views(course, train_rows, input_size: int, **params):
     idents = demo_identities("train", seed=0, cache=cache, device=course.device)
     if {i.name for i in idents} != names:  # another split of the same photos: not the course's demo index
         return None
-    return DemoViews(idents, input_size, views=p["demo_views"], seed=course.seed)
+    return idents
 
 
 def meso4_detector(course, splits, fresh: bool = False, **params) -> dict:
@@ -328,17 +336,36 @@ def landmark_cache(course):
     return course.data / "landmarks" / "landmarks.json"
 
 
-def localizer_datasets(splits, input_size: int, seed: int, landmark_cache=None, device="cpu", **params) -> dict:
+def build_localizer(encoder: str, pretrained: bool = True):
+    """The ``resnet18`` localizer (ImageNet weights when ``pretrained`` and found) or the
+    ``meso4`` one (random init, trained from scratch); notebook 04 builds the CLIP one itself."""
+    if encoder == "meso4":
+        return MesoLocalizer()
+    if encoder == "resnet18":
+        return ResNetLocalizer(pretrained=pretrained)
+    raise ValueError(f"encoder must be 'resnet18', 'meso4' or (in notebook 04) 'clip', not {encoder!r}")
+
+
+def localizer_datasets(splits, input_size: int, seed: int, landmark_cache=None, device="cpu", course=None,
+                       **params) -> dict:
     """Notebook 04's datasets. With ``self_blend``, the training set also returns, each
     epoch, every real training face freshly self-blended in a random region (one eye, the
     mouth, a cheek, half the face or the whole hull) with its exact mask: the manipulated
-    region varies in place, size and shape, so the map cannot be learned from position."""
+    region varies in place, size and shape, so the map cannot be learned from position.
+    The ``meso4`` encoder on the built-in demo data (``course`` given, ``DEMO_VIEWS`` > 0)
+    trains instead on ``DEMO_VIEWS`` fresh views of every training identity per epoch, half of
+    them forged, with the same residual target (:class:`dfcourse.demo.DemoViews`)."""
     p = _params(NB04, params)
     out = {s: LocalizationDataset(rows, input_size, p["target"], p["residual_threshold"], p["residual_blur"],
                                   train=(s == "train"), seed=seed) for s, rows in splits.items()}
     if "train" in out:
         out["train_index"] = out["train"]  # the index's own training faces (priors are fitted on these)
-    if p["self_blend"] and "train" in out:
+    idents = (builtin_demo_identities(course, splits["train"])
+              if p["encoder"] == "meso4" and course is not None and p["demo_views"] and "train" in splits else None)
+    if idents is not None:
+        out["train"] = DemoViews(idents, input_size, views=p["demo_views"], seed=seed, masks=True, target=p["target"],
+                                 residual_threshold=p["residual_threshold"], residual_blur=p["residual_blur"])
+    elif p["self_blend"] and "train" in out:
         reals = [r for r in splits["train"] if int(r["label"]) == 0]
         lm = real_landmarks(reals, input_size, cache=landmark_cache, device=device)
         out["train"] = EpochConcat([out["train"], SelfBlendDataset(reals, lm, input_size, seed=seed)])
@@ -348,24 +375,34 @@ def localizer_datasets(splits, input_size: int, seed: int, landmark_cache=None, 
 def train_localizer(course, net, datasets, fresh: bool = False, **params):
     """Notebook 04's training of a localizer ``net`` (lr ``LR`` when its encoder is
     pretrained, 1e-3 from random init; ``real_weight`` adds the real-face area penalty of
-    :func:`dfcourse.localization.make_loss`). Returns the fit result."""
+    :func:`dfcourse.localization.make_loss`). The from-scratch ``meso4`` localizer trains like
+    notebook 02's Meso-4: ``SCRATCH_EPOCHS`` without early stop, batches of
+    ``SCRATCH_BATCH_SIZE``, a cosine lr, a render worker on a CPU. Returns the fit result."""
     p = _params(NB04, params)
-    cfg = TrainConfig(num_epochs=p["quick_epochs"] if course.quick else p["num_epochs"], batch_size=p["batch_size"],
-                      lr=p["lr"] if net.pretrained else 1e-3, patience=p["patience"], seed=course.seed,
-                      device=course.device)
+    if net.kind == "meso4":
+        epochs = p["quick_scratch_epochs"] if course.quick else p["scratch_epochs"]
+        cpu = not str(course.device).startswith("cuda")
+        cfg = TrainConfig(num_epochs=epochs, batch_size=p["scratch_batch_size"], lr=1e-3, schedule="cosine",
+                          patience=epochs, seed=course.seed, device=course.device, num_workers=1 if cpu else -1)
+    else:
+        cfg = TrainConfig(num_epochs=p["quick_epochs"] if course.quick else p["num_epochs"], batch_size=p["batch_size"],
+                          lr=p["lr"] if net.pretrained else 1e-3, patience=p["patience"], seed=course.seed,
+                          device=course.device)
     return fit(net, datasets["train"], datasets["val"], cfg, course.runs / "04_residual_localization" / net.kind,
                loss_fn=make_loss(p["map_weight"], p["real_weight"]), name=f"{net.kind}-localizer", fresh=fresh)
 
 
 def localizer(course, splits, **params):
-    """Notebook 04's ResNet18 localizer. Returns ``(net, meta)`` for the registry."""
+    """Notebook 04's localizer (``ENCODER``: ``resnet18`` or ``meso4``). Returns ``(net, meta)``
+    for the registry."""
     p = _params(NB04, params)
     size = p["quick_size"] if course.quick else p["size"]
     splits = {"train": balance(splits["train"], course.seed, p["quick_max_per_class"] if course.quick else None),
               "val": splits["val"]}
+    encoder = p["encoder"]
     torch.manual_seed(course.seed)
-    net = ResNetLocalizer(pretrained=p["pretrained"])
+    net = build_localizer(encoder, p["pretrained"])
     datasets = localizer_datasets(splits, size, course.seed, landmark_cache=landmark_cache(course),
-                                  device=course.device, **params)
+                                  device=course.device, course=course, **params)
     run = train_localizer(course, net, datasets, **params)
-    return net, {"name": "resnet18-localizer", "size": size, "target": p["target"], "run_dir": str(run["run_dir"])}
+    return net, {"name": f"{encoder}-localizer", "size": size, "target": p["target"], "run_dir": str(run["run_dir"])}

@@ -69,6 +69,10 @@ def test_output_shapes_both_encoders():
     logit, m = cnet(torch.rand(2, 3, 224, 224))
     assert logit.shape == (2, 1) and m.shape == (2, 1, 224, 224)
     assert all(not p.requires_grad for p in clip.parameters())
+    meso = L.MesoLocalizer()
+    logit, m = meso(torch.rand(2, 3, 96, 96))
+    assert logit.shape == (2, 1) and m.shape == (2, 1, 96, 96)
+    assert sum(p.numel() for p in meso.parameters()) < 40_000 and not meso.pretrained  # small, from scratch
 
 
 def test_loss_falls_on_a_tiny_batch(demo_index, tmp_path):
@@ -107,6 +111,11 @@ def test_localizer_checkpoint_and_predict_localize(tmp_path, astronaut, capsys):
     assert (tmp_path / "h" / "a_face0_localization.png").is_file()
     with pytest.raises(ValueError, match="not a localizer checkpoint"):
         ck.load(cpath, "localizer")
+    torch.manual_seed(1)
+    meso = L.MesoLocalizer().eval()
+    again = ck.load(ck.save(tmp_path / "meso.pt", "localizer", meso, size=64), "localizer")
+    x = torch.rand(2, 3, 64, 64)
+    assert again.kind == "meso4" and all(torch.equal(a, b) for a, b in zip(meso(x), again(x)))
 
 
 def test_widget_callback_renders_headless(monkeypatch):
@@ -187,3 +196,29 @@ def test_gate_scales_each_map_by_its_probability():
     gated = L.gate(maps, np.array([0.0, 0.5, 1.0]))
     assert gated.shape == maps.shape
     assert np.allclose(gated[0], 0) and np.allclose(gated[1], 0.5) and np.allclose(gated[2], 1)
+
+
+def test_meso4_localizer_trains_on_fresh_demo_views_only_on_the_builtin_split(demo_index, tmp_path, monkeypatch):
+    """ENCODER = "meso4" on the built-in demo data: DEMO_VIEWS fresh views of the training
+    identities per epoch with notebook 04's residual target; on other data, the index's crops."""
+    from dfcourse import course as dc, recipes
+    from dfcourse.demo import CANONICAL_LANDMARKS, DemoViews, Identity
+
+    course = dc.Course("t", True, "test", "cpu", 0, "", True, tmp_path)
+    rows = {s: read_index(demo_index, split=s) for s in ("train", "val")}
+    img = np.full((192, 192, 3), 128, np.uint8)
+    ids = [Identity(n, img, CANONICAL_LANDMARKS * 96 + 48, np.array([38, 38, 154, 154]))
+           for n in ("lfw000", "lfw001", "astronaut")]
+    monkeypatch.setattr(recipes, "demo_identities", lambda split, **kw: ids)
+    builtin = {**rows, "train": [dict(r, video_id=ids[k % 3].name) for k, r in enumerate(rows["train"])]}
+    ds = recipes.localizer_datasets(builtin, 64, 0, course=course, encoder="meso4", demo_views=3)
+    assert isinstance(ds["train"], DemoViews) and ds["train"].views == 3 and ds["train"].target == "residual"
+    assert ds["train_index"].rows and ds["val"].rows == L.LocalizationDataset(rows["val"], 64).rows
+    for other in (dict(encoder="resnet18"), dict(encoder="meso4", demo_views=0)):
+        assert isinstance(recipes.localizer_datasets(builtin, 64, 0, course=course, **other)["train"],
+                          L.LocalizationDataset)
+    assert isinstance(recipes.localizer_datasets(rows, 64, 0, course=course, encoder="meso4")["train"],
+                      L.LocalizationDataset)  # a folder's identities: no views to render
+    assert isinstance(recipes.build_localizer("meso4"), L.MesoLocalizer)
+    with pytest.raises(ValueError, match="encoder must be"):
+        recipes.build_localizer("vgg")
