@@ -7,6 +7,7 @@ Used in every notebook.
 """
 from __future__ import annotations
 
+import json
 import os
 import random
 import shutil
@@ -16,8 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .demo import DEMO_VERSION, build_demo, built_version
+from .demo import CROP_LANDMARKS_FILE, DEMO_VERSION, build_demo, built_version
 from .ffpp import prepare_ffpp, prepare_folder
+from .io import atomic_path
 
 
 def project_root() -> Path:
@@ -153,7 +155,26 @@ def ensure_demo(course: Course) -> Path:
     if not index.is_file():
         print(f"Building the demo dataset in {index.parent} (first run only) ...")
         build_demo(index.parent, seed=0)
+    share_crop_landmarks(index.parent / CROP_LANDMARKS_FILE, landmark_cache(course))
     return index
+
+
+def landmark_cache(course: Course) -> Path:
+    """Where the real crops' landmarks are kept between runs (a face detector runs once per crop)."""
+    return course.data / "landmarks" / "landmarks.json"
+
+
+def share_crop_landmarks(exact: Path, cache: Path) -> None:
+    """Put the demo crops' exact landmarks (written by ``build_demo``) into the landmark cache,
+    over any a face detector found for the same files, so self-blends of them need no detector."""
+    if not exact.is_file():
+        return
+    known = json.loads(exact.read_text())
+    cached = json.loads(cache.read_text()) if cache.is_file() else {}
+    if all(cached.get(k) == v for k, v in known.items()):
+        return
+    with atomic_path(cache) as tmp:
+        Path(tmp).write_text(json.dumps({**cached, **known}))
 
 
 def ensure_index(course: Course, num_frames: int = 32, size: int = 224) -> Path:

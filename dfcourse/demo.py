@@ -9,6 +9,7 @@ Used in notebooks/01_data_prep.ipynb; ``python -m dfcourse demo-data``.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +23,8 @@ from . import synth
 from .datasets import augment, to_tensor
 from .faces import FaceDetector, square_box
 from .index import split_groups, write_index
-from .io import (IMAGE_EXTS, BadInputError, SkipLog, check_positive, list_files, make_out_dir, read_image,
-                 remove_stale_temp, save_image, short_hash)
+from .io import (IMAGE_EXTS, BadInputError, SkipLog, atomic_path, check_positive, list_files, make_out_dir,
+                 read_image, remove_stale_temp, save_image, short_hash)
 from .video import write_video
 
 # The demo engine's version: a demo built by another version is rebuilt (course.ensure_demo)
@@ -33,6 +34,7 @@ from .video import write_video
 DEMO_VERSION = 2
 VERSION_FILE = "demo_version.txt"
 IDENTITIES_FILE = "identities.json"
+CROP_LANDMARKS_FILE = "crop_landmarks.json"  # {real crop path: its 5 landmarks / crop size}, exact
 
 # Where the five landmarks sit in a tightly cropped, aligned face (fraction of side).
 CANONICAL_LANDMARKS = np.array([[0.32, 0.38], [0.68, 0.38], [0.50, 0.58],
@@ -172,7 +174,7 @@ def build_demo(out, size: int = 128, frames_per_id: int = 3, seed: int = 0, face
         raise BadInputError(f"only {len(idents)} usable faces; the demo needs at least 3 identities.")
     split = split_groups([i.name for i in idents], seed=seed)
     by_split = {s: [i for i in idents if split[i.name] == s] for s in ("train", "val", "test")}
-    rows = []
+    rows, crop_landmarks = [], {}
     for ident in tqdm(idents, desc="demo faces"):
         s = split[ident.name]
         donors = [d for d in by_split[s] if d.name != ident.name]
@@ -183,6 +185,7 @@ def build_demo(out, size: int = 128, frames_per_id: int = 3, seed: int = 0, face
             base = dict(label=0, method="original", video_id=ident.name, frame_idx=k, split=s,
                         mask_path="", source_path="", box=" ".join(map(str, ident.square)))
             rows.append(dict(base, path=real_path))
+            crop_landmarks[str(real_path.resolve())] = (np.asarray(lm, float) / size).round(4).tolist()
             for method in methods:
                 donor, tag = None, method
                 if method == "swap":
@@ -203,6 +206,8 @@ def build_demo(out, size: int = 128, frames_per_id: int = 3, seed: int = 0, face
         skipped.write(out / "skipped.csv")
         print(skipped.summary())
     save_identities(idents, out / IDENTITIES_FILE)
+    with atomic_path(out / CROP_LANDMARKS_FILE) as tmp:  # exact: self-blends of the reals need no face detector
+        Path(tmp).write_text(json.dumps(crop_landmarks))
     (out / VERSION_FILE).write_text(f"{DEMO_VERSION}\n")
     return write_index(rows, out / "index.csv")
 

@@ -18,6 +18,7 @@ from torch.utils.data import TensorDataset
 
 from . import clip_peft as cp
 from .clip_tuning import CoOpHead, add_lora
+from .course import landmark_cache
 from .datasets import FaceDataset
 from .demo import IDENTITIES_FILE, DemoViews, demo_identities
 from .experiments import balance, run_detector
@@ -29,7 +30,7 @@ from .train import TrainConfig, fit, predict_probs
 
 # The parameters cells of notebooks 02, 03 and 04 (names lower-cased).
 NB02 = dict(pretrained=True, size=224, num_epochs=10, batch_size=32, lr_full=1e-4, patience=3,
-            quick_size=96, quick_epochs=3, quick_max_per_class=225, lr_scratch=1e-3, scratch_epochs=20,
+            quick_size=96, quick_epochs=3, quick_max_per_class=150, lr_scratch=1e-3, scratch_epochs=20,
             quick_scratch_epochs=10, scratch_batch_size=8, scratch_schedule="cosine", self_blend=True,
             demo_views=8, sb_only_views=2)
 NB03 = dict(clip_model="ViT-B-32", clip_pretrained="openai", train_method="auto", cross_method="auto",
@@ -331,11 +332,6 @@ def clip_selfblend_only(course, index_path, net, text, data: dict, fresh: bool =
 
 
 # ------------------------------------------------------------------ notebook 04
-def landmark_cache(course):
-    """Where the real training crops' landmarks are kept between runs (MTCNN runs once)."""
-    return course.data / "landmarks" / "landmarks.json"
-
-
 def build_localizer(encoder: str, pretrained: bool = True):
     """The ``resnet18`` localizer (ImageNet weights when ``pretrained`` and found) or the
     ``meso4`` one (random init, trained from scratch); notebook 04 builds the CLIP one itself."""

@@ -92,3 +92,33 @@ def test_a_demo_of_another_engine_version_is_rebuilt(tmp_path, monkeypatch, caps
     assert "version 0" in capsys.readouterr().out and not (old / "stale.png").exists()
     dc.ensure_demo(course)
     assert len(built) == 1, "a demo of this version is reused"
+
+
+def test_demo_crops_exact_landmarks_reach_the_cache_without_a_detector(demo_index, tmp_path, monkeypatch):
+    """build_demo writes each real crop's exact landmarks; ensure_demo's cache then serves them,
+    so self-blending the demo's reals runs no face detector."""
+    import json
+
+    from dfcourse import selfblend
+    from dfcourse.course import share_crop_landmarks
+    from dfcourse.demo import CROP_LANDMARKS_FILE
+    from dfcourse.index import read_index
+
+    reals = [r for r in read_index(demo_index) if r["label"] == 0]
+    exact = json.loads((demo_index.parent / CROP_LANDMARKS_FILE).read_text())
+    assert set(exact) == {str(r["path"]) for r in reals}
+    lm = np.array(list(exact.values()))
+    assert lm.shape == (len(reals), 5, 2) and (lm > 0).all() and (lm < 1).all()
+    assert (lm[:, 0, 0] < lm[:, 1, 0]).all()  # left eye left of the right eye, in every crop
+    cache = tmp_path / "landmarks.json"
+    cache.write_text(json.dumps({str(reals[0]["path"]): [[0.1, 0.1]] * 5, "/elsewhere.png": [[0.5, 0.5]] * 5}))
+    share_crop_landmarks(demo_index.parent / CROP_LANDMARKS_FILE, cache)
+    merged = json.loads(cache.read_text())
+    assert merged["/elsewhere.png"] == [[0.5, 0.5]] * 5 and merged[str(reals[0]["path"])] == exact[str(reals[0]["path"])]
+
+    def no_detector(*a, **k):
+        raise AssertionError("a face detector ran on a demo crop with known landmarks")
+
+    monkeypatch.setattr(selfblend, "FaceDetector", no_detector)
+    got = selfblend.real_landmarks(reals, 64, cache=cache)
+    assert np.allclose(got, lm.astype(np.float32) * 64, atol=1e-3)
