@@ -119,7 +119,7 @@ class ResNetLocalizer(nn.Module):
 class MesoLocalizer(nn.Module):
     """Meso-4 (notebook 02's small net, random init) as the encoder, a top-down decoder over
     its last two blocks (1/4 and 1/8 of the input) to a map upsampled to input resolution,
-    and Meso-4's own head for the image logit: about 29k parameters, so it trains from
+    and Meso-4's own head for the image logit: about 31k parameters, so it trains from
     scratch on a CPU. The dense map loss is what teaches the encoder the forgery's trace.
     ``forward(x) -> (logit (B, 1), map logits (B, 1, H, W))``."""
 

@@ -121,18 +121,23 @@ def meso4_detector(course, splits, fresh: bool = False, **params) -> dict:
 def selfblend_only(course, splits, fresh: bool = False, **params) -> dict:
     """The "reals + self-blends only" protocol of notebook 02: Meso-4 from random init on
     real training faces and fresh online self-blends of them (the index's fakes are never
-    seen), validated on val reals vs the index's self-blends, tested on every test fake.
-    On the built-in demo data the reals are ``SB_ONLY_VIEWS`` fresh views of each training
-    identity per epoch, each also self-blended (:class:`dfcourse.demo.DemoViews`, as the
-    Meso-4 row's views); on other data the real training faces themselves.
+    seen), validated on val reals vs self-blends (the index's own, else a fresh self-blend of each
+    val real: no forgery family of the index takes part in selection), tested on every test fake.
+    On the built-in demo data it trains on ``SB_ONLY_VIEWS`` rounds of fresh frames of each
+    training identity per epoch, one real and one self-blended by the demo engine per round
+    (:class:`dfcourse.demo.DemoViews`, as the Meso-4 row's views); on other data on the real
+    training faces and a fresh self-blend of each in a random region.
     Returns :func:`dfcourse.experiments.run_detector`'s result plus ``by_family``: frame-level
     test AUC of each forgery family against all test reals."""
     p = _params(NB02, params)
     size = p["quick_size"] if course.quick else p["size"]
     reals = [r for r in splits["train"] if int(r["label"]) == 0]
-    sb_val = [r for r in splits["val"] if r["method"] in ("original", "selfblend")]
-    if len({int(r["label"]) for r in sb_val}) < 2:  # no pre-made self-blends (FF++): val on every family
-        sb_val = splits["val"]
+    sb_val, val_ds = [r for r in splits["val"] if r["method"] in ("original", "selfblend")], None
+    if len({int(r["label"]) for r in sb_val}) < 2:  # no pre-made self-blends (FF++): the val reals, each self-blended
+        val_reals = [r for r in splits["val"] if int(r["label"]) == 0]
+        lm = real_landmarks(val_reals, size, cache=landmark_cache(course), device=course.device)
+        val_ds = SelfBlendDataset(val_reals, lm, size, seed=course.seed + 1, views=False, augment_ops=(), masks=False)
+        sb_val = [dict(r, **({"label": 1, "method": "selfblend"} if fake else {})) for r in val_reals for fake in (0, 1)]
     views = demo_views(course, splits["train"], size, **{**params, "demo_views": p["sb_only_views"]})
     if views is not None:
         train_ds = DemoViews(views.idents, size, views=p["sb_only_views"], methods=("original", "selfblend"),
@@ -144,7 +149,7 @@ def selfblend_only(course, splits, fresh: bool = False, **params) -> dict:
     name = "meso4-SB-only"
     res = run_detector(name, "meso4", "full", {"train": reals, "val": sb_val, "test": splits["test"]},
                        scratch_config(course, **params), size, course.runs / "02_resnet_baseline" / name,
-                       pretrained=False, fresh=fresh, train_ds=train_ds)
+                       pretrained=False, fresh=fresh, train_ds=train_ds, val_ds=val_ds)
     res["by_family"] = auc_by_family(splits["test"], res["test_probs"])
     return res
 

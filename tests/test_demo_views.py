@@ -105,7 +105,7 @@ def test_selfblend_only_trains_on_views_of_reals_and_their_self_blends(demo_inde
     seen = {}
 
     def fake_run(name, arch, regime, splits, cfg, size, run_dir, **kw):
-        seen.update(train_ds=kw["train_ds"], splits=splits)
+        seen.update(train_ds=kw["train_ds"], val_ds=kw.get("val_ds"), splits=splits)
         return {"test_probs": np.linspace(0, 1, len(splits["test"]))}
 
     monkeypatch.setattr(recipes, "run_detector", fake_run)
@@ -126,3 +126,12 @@ def test_selfblend_only_trains_on_views_of_reals_and_their_self_blends(demo_inde
                         lambda rows, size, **kw: np.tile(CANONICAL_LANDMARKS * size, (len(rows), 1, 1)))
     recipes.selfblend_only(course, splits, quick_size=64, sb_only_views=0)
     assert isinstance(seen["train_ds"], SelfBlendDataset)
+    assert seen["val_ds"] is None  # the index's own self-blends validate
+    # FF++: no pre-made self-blends; validation is each val real and a fresh self-blend of it, never a forgery family
+    no_sb = {**splits, "val": [r for r in splits["val"] if r["method"] in ("original", "swap")]}
+    recipes.selfblend_only(course, no_sb, quick_size=64, sb_only_views=0)
+    val_ds, val_rows = seen["val_ds"], seen["splits"]["val"]
+    assert isinstance(val_ds, SelfBlendDataset) and len(val_ds) == len(val_rows)
+    assert [r["label"] for r in val_rows] == [0, 1] * (len(val_rows) // 2)
+    assert {r["method"] for r in val_rows} == {"original", "selfblend"}
+    assert [float(val_ds[i][1]) for i in range(4)] == [0, 1, 0, 1]
