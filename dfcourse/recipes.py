@@ -58,11 +58,22 @@ def scratch_config(course, **params) -> TrainConfig:
     sets render online (views, self-blends): on a CPU one DataLoader worker renders beside the
     train step, which runs one torch thread fewer (:func:`dfcourse.train.threads_beside_workers`)."""
     p = _params(NB02, params)
-    num_epochs = p["quick_scratch_epochs"] if course.quick else p["scratch_epochs"]
+    return _from_scratch(course, p["quick_scratch_epochs"] if course.quick else p["scratch_epochs"],
+                         p["scratch_batch_size"], p["lr_scratch"], p["scratch_schedule"])
+
+
+def _from_scratch(course, num_epochs: int, batch_size: int, lr: float, schedule: str) -> TrainConfig:
+    """No early stop; on a CPU one worker renders the online training set beside the train step."""
     cpu = not str(course.device).startswith("cuda")
-    return TrainConfig(num_epochs=num_epochs, batch_size=p["scratch_batch_size"], lr=p["lr_scratch"],
-                       schedule=p["scratch_schedule"], patience=num_epochs, seed=course.seed, device=course.device,
-                       num_workers=1 if cpu else -1)
+    return TrainConfig(num_epochs=num_epochs, batch_size=batch_size, lr=lr, schedule=schedule, patience=num_epochs,
+                       seed=course.seed, device=course.device, num_workers=1 if cpu else -1)
+
+
+def fixed_blends(course, reals, size: int, seed: int):
+    """One self-blend of each real face, the same on every call (no view jitter, no
+    augmentation): items ``2k`` real ``k``, ``2k + 1`` its blend; ``.epoch`` draws another set."""
+    lm = real_landmarks(reals, size, cache=landmark_cache(course), device=course.device)
+    return SelfBlendDataset(reals, lm, size, seed=seed, views=False, augment_ops=(), masks=False)
 
 
 def demo_views(course, train_rows, input_size: int, **params):
@@ -135,12 +146,11 @@ def selfblend_only(course, splits, fresh: bool = False, **params) -> dict:
     sb_val, val_ds = [r for r in splits["val"] if r["method"] in ("original", "selfblend")], None
     if len({int(r["label"]) for r in sb_val}) < 2:  # no pre-made self-blends (FF++): the val reals, each self-blended
         val_reals = [r for r in splits["val"] if int(r["label"]) == 0]
-        lm = real_landmarks(val_reals, size, cache=landmark_cache(course), device=course.device)
-        val_ds = SelfBlendDataset(val_reals, lm, size, seed=course.seed + 1, views=False, augment_ops=(), masks=False)
+        val_ds = fixed_blends(course, val_reals, size, course.seed + 1)
         sb_val = [dict(r, **({"label": 1, "method": "selfblend"} if fake else {})) for r in val_reals for fake in (0, 1)]
-    views = demo_views(course, splits["train"], size, **{**params, "demo_views": p["sb_only_views"]})
-    if views is not None:
-        train_ds = DemoViews(views.idents, size, views=p["sb_only_views"], methods=("original", "selfblend"),
+    idents = builtin_demo_identities(course, splits["train"]) if p["sb_only_views"] else None
+    if idents is not None:
+        train_ds = DemoViews(idents, size, views=p["sb_only_views"], methods=("original", "selfblend"),
                              seed=course.seed)
     else:
         train_ds, _ = training_set(reals, size, course.seed, with_fakes=False, landmark_cache=landmark_cache(course),
@@ -308,8 +318,7 @@ def clip_selfblend_only(course, index_path, net, text, data: dict, fresh: bool =
 
     def reals_and_blends(rows, seed: int, blends: int) -> TensorDataset:
         reals = [r for r in rows if int(r["label"]) == 0]
-        lm = real_landmarks(reals, net.input_size, cache=landmark_cache(course), device=course.device)
-        sb = SelfBlendDataset(reals, lm, net.input_size, seed=seed, views=False, augment_ops=(), masks=False)
+        sb = fixed_blends(course, reals, net.input_size, seed)
         fakes = []
         for epoch in range(blends):  # epoch e of the online dataset: a new blend of every real
             sb.epoch = epoch
@@ -381,10 +390,8 @@ def train_localizer(course, net, datasets, fresh: bool = False, **params):
     ``SCRATCH_BATCH_SIZE``, a cosine lr, a render worker on a CPU. Returns the fit result."""
     p = _params(NB04, params)
     if net.kind == "meso4":
-        epochs = p["quick_scratch_epochs"] if course.quick else p["scratch_epochs"]
-        cpu = not str(course.device).startswith("cuda")
-        cfg = TrainConfig(num_epochs=epochs, batch_size=p["scratch_batch_size"], lr=1e-3, schedule="cosine",
-                          patience=epochs, seed=course.seed, device=course.device, num_workers=1 if cpu else -1)
+        cfg = _from_scratch(course, p["quick_scratch_epochs"] if course.quick else p["scratch_epochs"],
+                            p["scratch_batch_size"], 1e-3, "cosine")
     else:
         cfg = TrainConfig(num_epochs=p["quick_epochs"] if course.quick else p["num_epochs"], batch_size=p["batch_size"],
                           lr=p["lr"] if net.pretrained else 1e-3, patience=p["patience"], seed=course.seed,
