@@ -41,7 +41,7 @@ def _build_spec(kind: str, net) -> dict:
     if kind == "localizer":
         if getattr(net, "kind", "") not in ("resnet18", "meso4"):
             raise ValueError("only the ResNet18 and Meso-4 localizers are saved (the CLIP one would need CLIP itself)")
-        return {"encoder": net.kind, "width": net.width}
+        return {"encoder": net.kind, "width": net.width, **({"highpass": net.highpass} if net.kind == "meso4" else {})}
     return {"kind": net.kind, "dim": net.dim, "hidden": net.hidden}
 
 
@@ -86,7 +86,7 @@ def load(path, kind: str, device="cpu"):
         if kind == "detector":
             net = build_detector(b["arch"], pretrained=False, verbose=False)
         elif kind == "localizer":
-            net = (MesoLocalizer(b["width"]) if b.get("encoder") == "meso4"
+            net = (MesoLocalizer(b["width"], b.get("highpass", False)) if b.get("encoder") == "meso4"
                    else ResNetLocalizer(pretrained=False, width=b["width"]))
         else:
             net = ClipHead(b["kind"], b["dim"], torch.zeros(2, b["dim"]), b["hidden"])

@@ -117,17 +117,18 @@ class ResNetLocalizer(nn.Module):
 
 
 class MesoLocalizer(nn.Module):
-    """Meso-4 (notebook 02's small net, random init) as the encoder, a top-down decoder over
+    """Meso-4 (notebook 02's small net, random init, with its high-pass input unless
+    ``highpass=False``) as the encoder, a top-down decoder over
     its last two blocks (1/4 and 1/8 of the input) to a map upsampled to input resolution,
     and Meso-4's own head for the image logit: about 31k parameters, so it trains from
     scratch on a CPU. The dense map loss is what teaches the encoder the forgery's trace.
     ``forward(x) -> (logit (B, 1), map logits (B, 1, H, W))``."""
 
-    def __init__(self, width: int = 16):
+    def __init__(self, width: int = 16, highpass: bool = True):
         super().__init__()
-        self.encoder = build_detector("meso4", pretrained=False, verbose=False)
+        self.encoder = build_detector("meso4" if highpass else "meso4-plain", pretrained=False, verbose=False)
         self.weights = self.encoder.weights
-        self.width = width
+        self.width, self.highpass = width, highpass
         self.lateral = nn.ModuleList([nn.Conv2d(16, width, 1) for _ in range(2)])  # blocks 3 and 4: 16 channels
         self.smooth = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
         self.out = nn.Conv2d(width, 1, 1)
@@ -139,7 +140,7 @@ class MesoLocalizer(nn.Module):
 
     def forward(self, x):
         enc = self.encoder
-        h, feats = enc.normalize(x), []
+        h, feats = enc.prepare(x), []
         for block in enc.backbone[:4]:
             conv, relu, bn, pool = block
             h = bn(relu(conv(h)))

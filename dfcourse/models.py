@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .course import network_available
 
@@ -190,24 +191,53 @@ class MesoHead(nn.Sequential):
         return self[-1].bias
 
 
+class HighPass(nn.Module):
+    """``x -> [x, gain * (x - mean3x3(x))]``: the image and its high-frequency residual, what
+    is left after subtracting a 3x3 local mean (a fixed filter, as the SRM filters of
+    forensics). Blending seams, resampling and re-rendering change a face's fine texture
+    more than its colours: this channel hands them to the first convolution instead of
+    leaving a small random-init net to find them. 3 channels in, 6 out."""
+
+    def __init__(self, gain: float = 4.0):
+        super().__init__()
+        self.gain = gain
+
+    def forward(self, x):
+        local_mean = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, 1)
+        return torch.cat([x, self.gain * (x - local_mean)], 1)
+
+
 class Meso4(Detector):
     """Meso-4 (Afchar et al., 2018, "MesoNet"): four small conv blocks and a 16-unit
     dense layer, ~28k parameters, made to be trained from scratch on face crops. As in the
     paper: 3x3 then 5x5 convolutions, ReLU + BatchNorm, max-pooling, dropout 0.5 and a
-    LeakyReLU(0.1) hidden layer. One change: the last 4x4 max-pool becomes an adaptive
-    average pool to 8x8 (the paper's map at 256 px), so any input size >= 64 px works.
+    LeakyReLU(0.1) hidden layer. Two changes: the last 4x4 max-pool becomes an adaptive
+    average pool to 8x8 (the paper's map at 256 px), so any input size >= 64 px works; and
+    with ``highpass`` (the course's default) the first convolution also sees the image's
+    high-pass residual (:class:`HighPass`): on the demo data the published net learns slowly
+    and depends on its random init, this one learns the traces within a few epochs
+    (``benchmarks/ablate_localizer.py``, ``benchmarks/ablate_detector.py``).
     No published weights exist."""
 
-    def __init__(self):
+    def __init__(self, highpass: bool = True):
         def block(c_in, c_out, k, pool):
             layers = [nn.Conv2d(c_in, c_out, k, padding=k // 2), nn.ReLU(inplace=True), nn.BatchNorm2d(c_out)]
             return nn.Sequential(*layers, nn.MaxPool2d(pool) if pool else nn.AdaptiveAvgPool2d(8))
 
-        backbone = nn.Sequential(block(3, 8, 3, 2), block(8, 8, 5, 2), block(8, 16, 5, 2), block(16, 16, 5, 0),
-                                 nn.Flatten())
-        super().__init__("meso4", backbone, 16 * 8 * 8, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+        backbone = nn.Sequential(block(6 if highpass else 3, 8, 3, 2), block(8, 8, 5, 2), block(8, 16, 5, 2),
+                                 block(16, 16, 5, 0), nn.Flatten())
+        super().__init__("meso4" if highpass else "meso4-plain", backbone, 16 * 8 * 8, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+        self.highpass = highpass
+        self.stem = HighPass() if highpass else nn.Identity()
         self.head = MesoHead(nn.Dropout(0.5), nn.Linear(self.num_features, 16), nn.LeakyReLU(0.1),
                              nn.Dropout(0.5), nn.Linear(16, 1))
+
+    def prepare(self, x):
+        """Normalised input, with its high-pass residual when ``highpass``: what block 1 takes."""
+        return self.stem(self.normalize(x))
+
+    def forward_features(self, x):
+        return self.backbone(self.prepare(x))
 
     @property
     def cam_target(self) -> nn.Module:
@@ -235,15 +265,15 @@ def build_detector(arch: str = "resnet18", pretrained: bool = True, weights=None
 
         backbone = InceptionResnetV1(pretrained=None, classify=False)
         net = Detector(arch, backbone, 512, FACENET_MEAN, FACENET_STD)
-    elif arch == "meso4":  # from scratch by design: no weights to look for
-        net = Meso4()
+    elif arch in ("meso4", "meso4-plain"):  # from scratch by design: no weights to look for
+        net = Meso4(highpass=arch == "meso4")
         net.weights = (Weights(False, "", "no pretrained weights for meso4: random init") if pretrained
                        else Weights.random("meso4"))
         if verbose:
             print(net.weights.note)
         return net.set_regime("full")
     else:
-        raise ValueError(f"unknown arch {arch!r}; choose 'resnet18', 'inception' or 'meso4'")
+        raise ValueError(f"unknown arch {arch!r}; choose 'resnet18', 'inception', 'meso4' or 'meso4-plain' (no high-pass input)")
     net.weights = load_pretrained(backbone, arch, weights) if pretrained else Weights.random(arch)
     if verbose:
         print(net.weights.note)

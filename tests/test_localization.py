@@ -111,11 +111,13 @@ def test_localizer_checkpoint_and_predict_localize(tmp_path, astronaut, capsys):
     assert (tmp_path / "h" / "a_face0_localization.png").is_file()
     with pytest.raises(ValueError, match="not a localizer checkpoint"):
         ck.load(cpath, "localizer")
-    torch.manual_seed(1)
-    meso = L.MesoLocalizer().eval()
-    again = ck.load(ck.save(tmp_path / "meso.pt", "localizer", meso, size=64), "localizer")
     x = torch.rand(2, 3, 64, 64)
-    assert again.kind == "meso4" and all(torch.equal(a, b) for a, b in zip(meso(x), again(x)))
+    for highpass in (True, False):
+        torch.manual_seed(1)
+        meso = L.MesoLocalizer(highpass=highpass).eval()
+        again = ck.load(ck.save(tmp_path / "meso.pt", "localizer", meso, size=64), "localizer")
+        assert again.kind == "meso4" and again.highpass is highpass
+        assert all(torch.equal(a, b) for a, b in zip(meso(x), again(x)))
 
 
 def test_widget_callback_renders_headless(monkeypatch):

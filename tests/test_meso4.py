@@ -1,15 +1,19 @@
 """Meso-4 in the detector registry: parameter count, shapes, seam, CAM target, no weights,
-checkpoint round-trip."""
+checkpoint round-trip; its high-pass input and the published net without it."""
+import pytest
 import torch
 
 from dfcourse.checkpoints import load, save
-from dfcourse.models import Detector, build_detector
+from dfcourse.models import Detector, HighPass, build_detector
 
 
 def test_meso4_shapes_params_and_seam():
     net = build_detector("meso4", pretrained=False, verbose=False).eval()
-    assert isinstance(net, Detector) and net.arch == "meso4"
-    assert sum(p.numel() for p in net.parameters()) == 27_977  # as in Afchar et al. (2018)
+    assert isinstance(net, Detector) and net.arch == "meso4" and net.highpass
+    plain = build_detector("meso4-plain", pretrained=False, verbose=False)
+    assert plain.arch == "meso4-plain" and not plain.highpass
+    assert sum(p.numel() for p in plain.parameters()) == 27_977  # as in Afchar et al. (2018)
+    assert sum(p.numel() for p in net.parameters()) == 27_977 + 8 * 3 * 3 * 3  # 3 more input channels, first conv
     for size in (64, 96, 256):
         x = torch.rand(2, 3, size, size)
         f = net.forward_features(x)
@@ -62,3 +66,30 @@ def test_meso4_layer_groups_cover_every_parameter_top_down():
     covered = {f"{path}.{n}" for _, paths in groups for path in paths
                for n, _ in net.get_submodule(path).named_parameters()}
     assert covered == {n for n, _ in net.named_parameters()}
+
+
+def test_highpass_is_the_image_and_its_residual_from_the_local_mean():
+    hp = HighPass(gain=4.0)
+    flat = torch.full((1, 3, 9, 9), 0.3)
+    out = hp(flat)
+    assert out.shape == (1, 6, 9, 9) and torch.equal(out[:, :3], flat)
+    assert out[:, 3:].abs().max() < 1e-6  # no texture, no residual (borders replicated, not zero-padded)
+    dot = flat.clone()
+    dot[:, :, 4, 4] = 1.0
+    res = hp(dot)[:, 3:]
+    assert torch.allclose(res[0, 0, 4, 4], torch.tensor(4.0 * 0.7 * 8 / 9))  # the pixel minus its 3x3 mean
+    assert res[0, 0, 4, 3] < 0 and res[0, 0, 0, 0].abs() < 1e-6  # its neighbours dip; far away, nothing
+
+
+def test_meso4_plain_checkpoint_round_trip_and_no_mixing(tmp_path):
+    torch.manual_seed(0)
+    plain = build_detector("meso4-plain", pretrained=False, verbose=False).eval()
+    path = save(tmp_path / "plain.pt", "detector", plain, size=96)
+    back = load(path, "detector")
+    x = torch.rand(2, 3, 96, 96)
+    assert back.arch == "meso4-plain" and not back.highpass and torch.allclose(back(x), plain(x))
+    state = torch.load(path, weights_only=True)
+    state["build"]["arch"] = "meso4"  # the published net's weights under the high-pass net's name
+    torch.save(state, tmp_path / "relabelled.pt")
+    with pytest.raises(ValueError, match="do not fit"):
+        load(tmp_path / "relabelled.pt", "detector")
