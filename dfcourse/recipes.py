@@ -31,13 +31,13 @@ from .train import TrainConfig, fit, predict_probs
 # The parameters cells of notebooks 02, 03 and 04 (names lower-cased).
 NB02 = dict(pretrained=True, size=224, num_epochs=10, batch_size=32, lr_full=1e-4, patience=3,
             quick_size=96, quick_epochs=3, quick_max_per_class=150, lr_scratch=1e-3, scratch_epochs=20,
-            quick_scratch_epochs=10, scratch_batch_size=8, scratch_schedule="cosine", self_blend=True,
-            demo_views=8, sb_only_views=2)
+            quick_scratch_epochs=10, scratch_batch_size=8, scratch_schedule="cosine", high_pass=True, self_blend=True,
+            demo_views=0, sb_only_views=2)
 NB03 = dict(clip_model="ViT-B-32", clip_pretrained="openai", train_method="auto", cross_method="auto",
             adapter_hidden=64, head_epochs=50, head_lr=1e-3, batch_size=64, patience=8, quick_max_per_class=150,
             coop_context=4, lora_rank=4, lora_epochs=5, lora_lr=5e-4, quick_lora_per_class=16, quick_lora_epochs=2,
             quick_lora_eval=48, self_blends=1)
-NB04 = dict(pretrained=True, encoder="resnet18", target="residual", residual_threshold=0.05, residual_blur=1.0,
+NB04 = dict(pretrained=True, encoder="meso4", high_pass=True, target="residual", residual_threshold=0.05, residual_blur=1.0,
             map_weight=1.0, real_weight=0.0, self_blend=False, demo_views=2, size=224, num_epochs=10, lr=1e-4,
             batch_size=32, patience=3, quick_size=96, quick_epochs=4, quick_max_per_class=225, scratch_epochs=20,
             quick_scratch_epochs=10, scratch_batch_size=8)
@@ -101,6 +101,12 @@ def builtin_demo_identities(course, train_rows):
     return idents
 
 
+def meso4_arch(**params) -> str:
+    """``meso4`` (with the high-pass input, :class:`dfcourse.models.HighPass`) or, with
+    ``HIGH_PASS = False``, ``meso4-plain`` (the published net)."""
+    return "meso4" if _params(NB02, params)["high_pass"] else "meso4-plain"
+
+
 def meso4_detector(course, splits, fresh: bool = False, **params) -> dict:
     """Notebook 02's Meso-4 row, from random init. On the built-in demo data with
     ``DEMO_VIEWS`` (``meso4-scratch+views``): fresh online views of every training identity
@@ -122,9 +128,10 @@ def meso4_detector(course, splits, fresh: bool = False, **params) -> dict:
         n_real = sum(int(r["label"]) == 0 for r in splits["train"])
         pos_weight = n_real / (len(splits["train"]) - n_real)
     cfg.pos_weight = pos_weight
-    name = "meso4-scratch+views" if views is not None else "meso4-scratch+SB" if p["self_blend"] else "meso4-scratch"
+    arch = meso4_arch(**params)
+    name = f"{arch}-scratch" + ("+views" if views is not None else "+SB" if p["self_blend"] else "")
     torch.manual_seed(course.seed)
-    return run_detector(name, "meso4", "full", splits, cfg, size, course.runs / "02_resnet_baseline" / name,
+    return run_detector(name, arch, "full", splits, cfg, size, course.runs / "02_resnet_baseline" / name,
                         pretrained=False, figures_dir=course.figures, figure_prefix=f"02_resnet_baseline_{name}_",
                         fresh=fresh, train_ds=train_ds)
 
@@ -156,8 +163,9 @@ def selfblend_only(course, splits, fresh: bool = False, **params) -> dict:
         train_ds, _ = training_set(reals, size, course.seed, with_fakes=False, landmark_cache=landmark_cache(course),
                                    device=course.device)
     torch.manual_seed(course.seed)
-    name = "meso4-SB-only"
-    res = run_detector(name, "meso4", "full", {"train": reals, "val": sb_val, "test": splits["test"]},
+    arch = meso4_arch(**params)
+    name = f"{arch}-SB-only"
+    res = run_detector(name, arch, "full", {"train": reals, "val": sb_val, "test": splits["test"]},
                        scratch_config(course, **params), size, course.runs / "02_resnet_baseline" / name,
                        pretrained=False, fresh=fresh, train_ds=train_ds, val_ds=val_ds)
     res["by_family"] = auc_by_family(splits["test"], res["test_probs"])
@@ -346,11 +354,12 @@ def clip_selfblend_only(course, index_path, net, text, data: dict, fresh: bool =
 
 
 # ------------------------------------------------------------------ notebook 04
-def build_localizer(encoder: str, pretrained: bool = True):
+def build_localizer(encoder: str, pretrained: bool = True, high_pass: bool = True):
     """The ``resnet18`` localizer (ImageNet weights when ``pretrained`` and found) or the
-    ``meso4`` one (random init, trained from scratch); notebook 04 builds the CLIP one itself."""
+    ``meso4`` one (random init, trained from scratch; its encoder sees the high-pass residual
+    unless ``high_pass`` is False); notebook 04 builds the CLIP one itself."""
     if encoder == "meso4":
-        return MesoLocalizer()
+        return MesoLocalizer(highpass=high_pass)
     if encoder == "resnet18":
         return ResNetLocalizer(pretrained=pretrained)
     raise ValueError(f"encoder must be 'resnet18', 'meso4' or (in notebook 04) 'clip', not {encoder!r}")
@@ -409,7 +418,7 @@ def localizer(course, splits, **params):
               "val": splits["val"]}
     encoder = p["encoder"]
     torch.manual_seed(course.seed)
-    net = build_localizer(encoder, p["pretrained"])
+    net = build_localizer(encoder, p["pretrained"], p["high_pass"])
     datasets = localizer_datasets(splits, size, course.seed, landmark_cache=landmark_cache(course),
                                   device=course.device, course=course, **params)
     run = train_localizer(course, net, datasets, **params)

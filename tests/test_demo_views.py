@@ -65,11 +65,12 @@ def test_notebook02_uses_online_views_only_on_the_builtin_demo_split(demo_index,
     assert recipes.demo_views(course, rows, 64) is None, "another split of the built-in faces"
     assert recipes.demo_views(course, [{"video_id": "person1"}], 64) is None, "a folder of the user's faces"
     ids[:] = [Identity(n, i.image, i.landmarks, i.square) for n, i in zip(["lfw000", "lfw001", "astronaut"], ids)]
-    views = recipes.demo_views(course, rows, 64)
-    assert isinstance(views, DemoViews) and views.views == recipes.NB02["demo_views"] and len(views.idents) == 3
-    assert recipes.demo_views(course, rows, 64, demo_views=0) is None
+    views = recipes.demo_views(course, rows, 64, demo_views=2)
+    assert isinstance(views, DemoViews) and views.views == 2 and len(views.idents) == 3
+    assert recipes.NB02["demo_views"] == 0 and recipes.demo_views(course, rows, 64) is None, \
+        "by default Meso-4 trains on the index's crops + self-blends (the high-pass input needs no views)"
     assert train  # names the identities do not have: no views, the index's crops are used
-    assert recipes.demo_views(course, train, 64) is None
+    assert recipes.demo_views(course, train, 64, demo_views=2) is None
 
 
 def test_views_give_notebook04s_residual_target():
