@@ -26,6 +26,9 @@ Every row is selected on validation only; test is scored once per row. Rows:
   every training identity per epoch (``DemoViews``: 3 real, 1 self-blend, 1 swap, 1 rerender per
   view), optionally with a cosine learning-rate decay; ``SB only on online views``: the views'
   reals and self-blends only.
+
+``--arch meso4`` is Meso-4 with its high-pass input (:class:`dfcourse.models.HighPass`),
+``--arch meso4-plain`` the published net; the CSV keeps them apart by the ``arch`` column.
 """
 import argparse
 import csv
@@ -61,8 +64,11 @@ def variants(epochs):
         "  frozen (BN eval)": dict(tuned, regime="frozen"),
         "  + self-blends": dict(tuned, selfblend=True),
         "  + self-blends, all rows, pos_weight": dict(tuned, selfblend=True, balance=False, pos_weight=True),
+        "  + self-blends, all rows, pos_weight, cosine lr": dict(tuned, selfblend=True, balance=False, pos_weight=True,
+                                                             schedule="cosine"),
         "  online demo views (2 per identity)": dict(tuned, views=2),
         "  online demo views (2) + self-blends": dict(tuned, views=2, selfblend=True),
+        "  online demo views (2), cosine lr": dict(tuned, views=2, schedule="cosine"),
         "  online demo views (4)": dict(tuned, views=4),
         "  online demo views (4) + self-blends": dict(tuned, views=4, selfblend=True),
         "  online demo views (4), lr 3e-3": dict(tuned, views=4, lr=3e-3),

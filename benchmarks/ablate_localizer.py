@@ -69,6 +69,7 @@ class UNetLocalizer(nn.Module):
 def variants():
     base = dict(arch="resnet18", self_blend=False, real_weight=0.0, epochs=4, map_weight=1.0, batch_size=32, views=0)
     unet = dict(base, arch="unet", widths=(8, 16, 32, 64))
+    meso = dict(base, arch="meso4", views=2, epochs=10, batch_size=8, schedule="cosine", highpass=True)
     return {
         "today (nb04 default)": base,
         "real-area penalty 1": dict(base, real_weight=1.0),
@@ -81,8 +82,8 @@ def variants():
         "demo views (1), 8 epochs": dict(base, views=1, epochs=8),
         "demo views (1) + real-area penalty 1": dict(base, views=1, real_weight=1.0),
         "unet 8-64 + demo views (1)": dict(unet, views=1),
-        "meso4 localizer + demo views (2), 10 epochs, batch 8, cosine": dict(base, arch="meso4", views=2, epochs=10,
-                                                                            batch_size=8, schedule="cosine"),
+        "meso4-plain localizer + demo views (2), 10 epochs, batch 8, cosine": dict(meso, highpass=False),
+        "meso4 localizer (high-pass input) + demo views (2), 10 epochs, batch 8, cosine": meso,
     }
 
 
@@ -151,7 +152,7 @@ def main():
                                     residual_threshold=p["residual_threshold"], residual_blur=p["residual_blur"])
         torch.manual_seed(course.seed)
         net = (L.ResNetLocalizer(pretrained=False) if v["arch"] == "resnet18" else
-               L.MesoLocalizer() if v["arch"] == "meso4" else UNetLocalizer(v["widths"]))
+               L.MesoLocalizer(highpass=v["highpass"]) if v["arch"] == "meso4" else UNetLocalizer(v["widths"]))
         scratch = v["arch"] == "meso4"  # trained as notebook 04 trains it: no early stop, a render worker
         cfg = TrainConfig(num_epochs=v["epochs"], batch_size=v["batch_size"], lr=1e-3,
                           patience=v["epochs"] if scratch else p["patience"], schedule=v.get("schedule", "none"),
