@@ -69,6 +69,18 @@ def run_course(root, notebooks=None, out_dir=None, timeout: int = 900) -> list[d
 
 
 HEADLINE_SKIP = {"notebook", "status", "seconds", "error", "mode", "reason", "device", "weights"}
+QUICK_BUDGET_S = 360  # all five notebooks in quick mode on a 2-core CPU, the course's promise
+
+
+def total_line(results) -> str:
+    """The notebooks' summed wall time, and for a quick-mode run of the whole course, against
+    its 6-minute budget."""
+    total = sum(r["seconds"] for r in results)
+    line = f"total: {int(total // 60)} m {total % 60:.0f} s for {len(results)} notebook(s)"
+    if len(results) >= 5 and all(r.get("mode") == "quick" for r in results):
+        line += (f" (quick-mode budget {QUICK_BUDGET_S // 60} min on a 2-core CPU: "
+                 f"{'within' if total <= QUICK_BUDGET_S else 'OVER'})")
+    return line
 
 
 def format_report(results) -> str:
@@ -82,10 +94,11 @@ def format_report(results) -> str:
 
 
 def write_report(results, path) -> Path:
-    text = "# dfcourse grading report\n\n```\n" + format_report(results) + "\n```\n"
+    text = "# dfcourse grading report\n\n```\n" + format_report(results) + "\n```\n\n" + total_line(results) + "\n"
     with atomic_path(path) as tmp:
         tmp.write_text(text)
     print()
     print(format_report(results))
+    print(total_line(results))
     print(f"\nreport written: {path}")
     return Path(path)
