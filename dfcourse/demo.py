@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import synth
+from . import capture, synth
 from .datasets import augment, to_tensor
 from .faces import FaceDetector, square_box
 from .index import split_groups, write_index
@@ -31,7 +31,10 @@ from .video import write_video
 # and online views of another version are other training data (DemoViews.identity).
 # 2: every frame carries camera noise, and a swap's donor face is rendered at a generator's
 #    resolution (before, a swap pasted one clean photo into another and left no trace).
-DEMO_VERSION = 2
+# 3: the capture chain (:mod:`dfcourse.capture`) on every frame, real and forged alike: noise
+#    of a strength from 0 to 5, defocus, the video's scale, JPEG/H.264; each forgery's colour,
+#    resolution and noise cues at random strengths (in 2, "smooth = fake" separated the classes).
+DEMO_VERSION = 3
 VERSION_FILE = "demo_version.txt"
 IDENTITIES_FILE = "identities.json"
 CROP_LANDMARKS_FILE = "crop_landmarks.json"  # {real crop path: its 5 landmarks / crop size}, exact
@@ -123,12 +126,11 @@ def folder_identities(folder, detector, skipped: SkipLog, exclude=None) -> list[
     return out
 
 
-def view(ident: Identity, size: int, rng, jitter: bool = True, border=cv2.BORDER_REFLECT, noise: bool = True):
-    """One 'frame' of an identity: its face crop under a small random shift, scale and
-    rotation (none for ``jitter=False``), with the landmarks mapped into the crop, and the
-    camera's sensor noise of a video frame (:func:`dfcourse.synth.camera_noise`; none for
-    ``noise=False``). Wide views should pad with a constant ``border``: reflection would
-    mirror whole faces."""
+def view(ident: Identity, size: int, rng, jitter: bool = True, border=cv2.BORDER_REFLECT):
+    """One 'frame' of an identity as the lens sees it: its face crop under a small random
+    shift, scale and rotation (none for ``jitter=False``), with the landmarks mapped into the
+    crop. No sensor noise or compression yet: :func:`capture_frame` adds the capture chain.
+    Wide views should pad with a constant ``border``: reflection would mirror whole faces."""
     x1, y1, x2, _ = ident.square.astype(np.float32)
     side = x2 - x1
     cx, cy = x1 + side / 2, y1 + side / 2
@@ -138,21 +140,50 @@ def view(ident: Identity, size: int, rng, jitter: bool = True, border=cv2.BORDER
     A = cv2.getRotationMatrix2D((float(cx), float(cy)), angle, scale * size / side)
     A[:, 2] += size / 2 - np.array([cx, cy]) + shift * size / side  # centre -> crop centre
     face = cv2.warpAffine(ident.image, A, (size, size), flags=cv2.INTER_AREA, borderMode=border)
-    if noise:
-        face = synth.camera_noise(face, rng)
     lm = np.c_[ident.landmarks, np.ones(5)] @ A.T
     return face, lm.astype(np.float32)
 
 
-def forge(method, face, lm, rng, donor=None):
-    """Apply one forgery family; returns ``(fake, mask)``."""
+def forge(method, face, lm, rng, donor=None, cues=synth.FULL):
+    """Apply one forgery family with cue strengths ``cues``; returns ``(fake, mask)``."""
     if method == "selfblend":
-        return synth.self_blend(face, lm, rng)
+        return synth.self_blend(face, lm, rng, cues)
     if method == "swap":
-        return synth.swap(face, lm, donor[0], donor[1], rng)
+        return synth.swap(face, lm, donor[0], donor[1], rng, cues)
     if method == "rerender":
-        return synth.rerender(face, lm, rng)
+        return synth.rerender(face, lm, rng, cues=cues)
     raise ValueError(f"unknown method {method!r}; choose from {synth.METHODS}")
+
+
+def capture_frame(ident: Identity, size: int, rng, jitter: bool = True, border=cv2.BORDER_REFLECT):
+    """A frame before its sensor: the view through the optics of a capture drawn for it.
+    Returns ``(frame, landmarks, capture, noise_seed)``: :func:`finish` turns the frame, or a
+    forgery of it, into what the camera and codec deliver."""
+    face, lm = view(ident, size, rng, jitter, border)
+    cap = capture.draw(rng)
+    return capture.optics(face, cap), lm, cap, int(rng.integers(2**31))
+
+
+def finish(img, cap, noise_seed, grey: bool, mask=None, region_noise=None) -> np.ndarray:
+    """Sensor noise and compression (:func:`dfcourse.capture.develop`) of a frame or a fake."""
+    return capture.develop(img, cap, noise_seed, mask, region_noise, grey=grey)
+
+
+def forge_captured(method, frame, lm, cap, noise_seed, rng, donor=None, cues=capture.CUES):
+    """A fake of a captured frame: the forgery on the frame before its sensor, then the same
+    noise field and codec as the real frame, the forged region with noise of its own when the
+    ``noise`` cue is on. ``cues`` names the cues switched on (each at a random strength,
+    :func:`dfcourse.capture.draw_cues`). Returns ``(fake, mask)``."""
+    strength = capture.draw_cues(rng, cap.noise, cues)
+    fake, mask = forge(method, frame, lm, rng, donor, strength)
+    return finish(fake, cap, noise_seed, capture.is_grey(frame), mask, strength["region_noise"]), mask
+
+
+def donor_face(ident: Identity, size: int, rng):
+    """A swap donor: a view of another identity through optics of its own (a generator
+    renders it; :func:`dfcourse.synth.generated` takes its resolution)."""
+    face, lm = view(ident, size, rng)
+    return capture.optics(face, capture.draw(rng)), lm
 
 
 def build_demo(out, size: int = 128, frames_per_id: int = 3, seed: int = 0, faces_dir=None,
@@ -179,7 +210,9 @@ def build_demo(out, size: int = 128, frames_per_id: int = 3, seed: int = 0, face
         s = split[ident.name]
         donors = [d for d in by_split[s] if d.name != ident.name]
         for k in range(frames_per_id):
-            face, lm = view(ident, size, rng, jitter=k > 0)
+            frame, lm, cap, noise_seed = capture_frame(ident, size, rng, jitter=k > 0)
+            grey = capture.is_grey(frame)
+            face = finish(frame, cap, noise_seed, grey)
             real_path = out / "faces" / ident.name / f"{k:02d}_original.png"
             save_image(real_path, face)
             base = dict(label=0, method="original", video_id=ident.name, frame_idx=k, split=s,
@@ -192,8 +225,8 @@ def build_demo(out, size: int = 128, frames_per_id: int = 3, seed: int = 0, face
                     if not donors:
                         continue
                     d = donors[rng.integers(len(donors))]
-                    donor, tag = view(d, size, rng), f"swap-{d.name}"
-                fake, mask = forge(method, face, lm, rng, donor)
+                    donor, tag = donor_face(d, size, rng), f"swap-{d.name}"
+                fake, mask = forge_captured(method, frame, lm, cap, noise_seed, rng, donor)
                 stem = out / "{}" / ident.name / f"{k:02d}_{tag}"
                 fake_path = Path(str(stem).format("faces") + ".png")
                 mask_path = Path(str(stem).format("masks") + "_mask.png")
@@ -256,7 +289,9 @@ def build_ffpp_mini(root, num_frames: int = 8, frame_size: int = 256, seed: int 
         x1, y1, x2, y2 = ident.square
         c, half = np.array([(x1 + x2) / 2, (y1 + y2) / 2]), (x2 - x1)
         big = Identity(name, ident.image, ident.landmarks, np.r_[c - half, c + half].round().astype(int))
-        frames[vid] = view(big, frame_size, rng, jitter=False, border=cv2.BORDER_CONSTANT)
+        face, lm = view(big, frame_size, rng, jitter=False, border=cv2.BORDER_CONSTANT)
+        cap = capture.draw(rng)
+        frames[vid] = (capture.optics(face, cap), lm, cap, int(rng.integers(2**31)))
     pairs = [(a, b) for x, y in [("000", "001"), ("002", "003"), ("004", "005")] for a, b in [(x, y), (y, x)]]
     drift = [np.array([t * 2.0, t * 1.0]) for t in range(num_frames)]  # pixels per frame
 
@@ -266,13 +301,14 @@ def build_ffpp_mini(root, num_frames: int = 8, frame_size: int = 256, seed: int 
 
     orig = root / "original_sequences" / "youtube" / compression / "videos"
     for vid, _ in FFPP_MINI:
-        write_video(orig / f"{vid}.mp4", clip(frames[vid][0]))
+        frame, _, cap, seed = frames[vid]
+        write_video(orig / f"{vid}.mp4", clip(finish(frame, cap, seed, capture.is_grey(frame))))
     for method in methods:
         fn = FFPP_FORGERIES[method]
         base = root / "manipulated_sequences" / method
         for t, s in pairs:
-            img, lm = frames[t]
-            fake, mask = forge(fn, img, lm, rng, donor=frames[s])
+            img, lm, cap, seed = frames[t]
+            fake, mask = forge_captured(fn, img, lm, cap, seed, rng, donor=frames[s][:2])
             write_video(base / compression / "videos" / f"{t}_{s}.mp4", clip(fake))
             m = (mask * 255).round().astype(np.uint8)
             write_video(base / "masks" / "videos" / f"{t}_{s}.mp4", clip(np.stack([m] * 3, -1)))
@@ -309,19 +345,21 @@ class DemoViews(torch.utils.data.Dataset):
     ``(image, label, mask, index)``: the mask is the blend weight (``target="mask"``) or,
     with ``target="residual"``, notebook 04's target computed as it is for an index row
     (:func:`dfcourse.localization.load_map`: fake and source resized, then thresholded).
-    ``methods`` may repeat ``"original"`` to balance classes.
+    ``methods`` may repeat ``"original"`` to balance classes; ``cues`` names the forgery cues
+    switched on (:func:`dfcourse.capture.draw_cues`; the shortcut audit switches each off).
     Used in notebooks 02 and 04 (quick mode, :func:`dfcourse.recipes.demo_views`)."""
 
     def __init__(self, idents, size: int, views: int = 4, methods=("original",) * 3 + synth.METHODS,
                  seed: int = 0, crop_size: int = 128, augment_ops=("flip",), masks: bool = False,
-                 target: str = "mask", residual_threshold: float = 0.05, residual_blur: float = 1.0):
+                 target: str = "mask", residual_threshold: float = 0.05, residual_blur: float = 1.0,
+                 cues=capture.CUES):
         if len(idents) < 2 and "swap" in methods:
             raise ValueError("swap needs at least 2 identities")
         if target not in ("mask", "residual"):
             raise ValueError(f"target must be 'mask' or 'residual', not {target!r}")
         self.idents, self.size, self.views, self.methods = list(idents), size, views, tuple(methods)
         self.seed, self.crop_size, self.augment_ops, self.masks = seed, crop_size, tuple(augment_ops), masks
-        self.target, self.residual = target, (residual_threshold, residual_blur)
+        self.target, self.residual, self.cues = target, (residual_threshold, residual_blur), tuple(cues)
         self.epoch = 0
 
     def __len__(self):
@@ -332,6 +370,7 @@ class DemoViews(torch.utils.data.Dataset):
         return {"class": "DemoViews", "engine": DEMO_VERSION, "identities": [i.name for i in self.idents], "size": self.size,
                 "views": self.views, "methods": list(self.methods), "seed": self.seed, "crop_size": self.crop_size,
                 "augment": list(self.augment_ops), "masks": self.masks,
+                **({"cues": list(self.cues)} if self.cues != capture.CUES else {}),
                 **({"target": self.target, "residual": list(self.residual)} if self.masks else {})}
 
     def sample(self, i):
@@ -342,14 +381,15 @@ class DemoViews(torch.utils.data.Dataset):
         k, rest = divmod(i, self.views * len(self.methods))
         method = self.methods[rest % len(self.methods)]
         rng = np.random.default_rng([self.seed, self.epoch, i])
-        face, lm = view(self.idents[k], self.crop_size, rng)
+        frame, lm, cap, noise_seed = capture_frame(self.idents[k], self.crop_size, rng)
+        face = finish(frame, cap, noise_seed, capture.is_grey(frame))
         if method == "original":
             return face, 0, np.zeros(face.shape[:2], np.float32), method, face
         donor = None
         if method == "swap":
             d = (k + 1 + rng.integers(len(self.idents) - 1)) % len(self.idents)
-            donor = view(self.idents[d], self.crop_size, rng)
-        fake, mask = forge(method, face, lm, rng, donor)
+            donor = donor_face(self.idents[d], self.crop_size, rng)
+        fake, mask = forge_captured(method, frame, lm, cap, noise_seed, rng, donor, self.cues)
         return fake, 1, mask, method, face
 
     def __getitem__(self, i):

@@ -4,8 +4,10 @@ Each function takes a real image (RGB uint8) and its 5 face landmarks (x, y: eye
 nose, mouth corners) and returns ``(fake, mask)``: ``mask`` is the float blend weight
 in [0, 1], exactly zero wherever ``fake`` equals the input. Sizes come from the
 landmarks, so the same code works on a 128 px crop and on a full video frame.
-The demo engine (:mod:`dfcourse.demo`, built by notebook 01) forges with these; the
-residual between a fake and its source is notebook 04's localization target.
+Each takes ``cues``: the strength (0-1) of its colour and resolution mismatch. The demo
+engine (:mod:`dfcourse.demo`, built by notebook 01) forges with these inside its capture
+chain (:mod:`dfcourse.capture`); the residual between a fake and its source is notebook 04's
+localization target.
 """
 from __future__ import annotations
 
@@ -74,46 +76,51 @@ def soften(mask, rng, size) -> np.ndarray:
     return m
 
 
-def colour_jitter(img, rng) -> np.ndarray:
-    """Per-channel gain and bias plus a gamma change: a colour mismatch."""
+def colour_jitter(img, rng, amount: float = 1.0) -> np.ndarray:
+    """Per-channel gain and bias plus a gamma change: a colour mismatch, scaled by ``amount``
+    (0: none). On a grey image the change is one for all channels: a forgery of a
+    black-and-white frame stays black and white."""
     x = img.astype(np.float32) / 255
-    x = x * rng.uniform(0.85, 1.15, 3) + rng.uniform(-0.06, 0.06, 3)
-    x = np.clip(x, 0, 1) ** rng.uniform(0.8, 1.25)
+    n = 1 if _is_grey(img) else 3
+    gain, bias = rng.uniform(0.85, 1.15, n), rng.uniform(-0.06, 0.06, n)
+    gamma = rng.uniform(0.8, 1.25)
+    x = x * (1 + amount * (gain - 1)) + amount * bias
+    x = np.clip(x, 0, 1) ** (gamma ** amount)
     return (x * 255).astype(np.float32)
 
 
-def frequency_mismatch(img, rng, size) -> np.ndarray:
-    """Blur, sharpen, or down-and-up resample: a frequency mismatch."""
+def _is_grey(img) -> bool:
+    img = np.asarray(img)
+    return img.ndim == 3 and np.allclose(img[..., 0], img[..., 1]) and np.allclose(img[..., 1], img[..., 2])
+
+
+def frequency_mismatch(img, rng, size, amount: float = 1.0) -> np.ndarray:
+    """Blur, sharpen, or down-and-up resample: a frequency (resolution) mismatch, scaled by
+    ``amount`` (0: none)."""
     img = img.astype(np.float32)
     kind = rng.choice(["blur", "sharpen", "resample"])
     if kind == "blur":
-        return cv2.GaussianBlur(img, (0, 0), max(0.6, size * rng.uniform(0.01, 0.025)))
+        sigma = amount * max(0.6, size * rng.uniform(0.01, 0.025))
+        return cv2.GaussianBlur(img, (0, 0), sigma) if sigma > 0.05 else img
     if kind == "sharpen":
         soft = cv2.GaussianBlur(img, (0, 0), max(0.8, size * 0.02))
-        return np.clip(img + rng.uniform(0.8, 1.6) * (img - soft), 0, 255)
+        return np.clip(img + amount * rng.uniform(0.8, 1.6) * (img - soft), 0, 255)
     h, w = img.shape[:2]
-    f = rng.uniform(0.35, 0.6)
+    f = 1 - amount * (1 - rng.uniform(0.35, 0.6))
+    if f > 0.98:
+        return img
     small = cv2.resize(img, (max(2, int(w * f)), max(2, int(h * f))), interpolation=cv2.INTER_AREA)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
-def camera_noise(img, rng, sigma=(2.0, 5.0)) -> np.ndarray:
-    """A camera frame's sensor noise: zero-mean Gaussian, one strength per frame drawn from
-    ``sigma`` (grey levels of 255), the same in every channel of a grey image. Real video
-    frames carry it; a face a generator re-synthesised does not (see :func:`generated`)."""
-    x = img.astype(np.float32)
-    grey = x.ndim == 3 and np.array_equal(img[..., 0], img[..., 1]) and np.array_equal(img[..., 1], img[..., 2])
-    shape = x.shape[:2] + (1,) if grey else x.shape
-    x += np.float32(rng.uniform(*sigma)) * rng.standard_normal(shape, dtype=np.float32)
-    return np.clip(np.round(x), 0, 255).astype(np.uint8)
-
-
-def generated(face, rng, scale=(0.4, 0.6)) -> np.ndarray:
+def generated(face, rng, scale=(0.4, 0.6), amount: float = 1.0) -> np.ndarray:
     """A face as a swap generator renders it: synthesised at the generator's lower resolution
     (a fraction ``scale`` of the crop, e.g. 64 px of 128, as autoencoder face swaps work)
-    and resized up to the frame: smooth, without the frame's camera noise."""
+    and resized up to the frame. ``amount`` scales the loss of resolution (0: none)."""
     h, w = face.shape[:2]
-    f = rng.uniform(*scale)
+    f = 1 - amount * (1 - rng.uniform(*scale))
+    if f > 0.98:
+        return face.astype(np.float32)
     small = cv2.resize(face.astype(np.float32), (max(2, int(w * f)), max(2, int(h * f))), interpolation=cv2.INTER_AREA)
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
@@ -127,12 +134,16 @@ def blend(target, source, mask) -> np.ndarray:
     return out
 
 
-def self_blend(img, lm, rng):
-    """SBI-style self-blend: a colour/frequency-altered, slightly shifted copy of the face
-    blended back into itself through a deformed soft mask."""
+FULL = {"colour": 1.0, "resolution": 1.0}  # every cue at full strength
+
+
+def self_blend(img, lm, rng, cues=FULL):
+    """SBI-style self-blend: a colour/frequency-altered (``cues["colour"]``,
+    ``cues["resolution"]``), slightly shifted copy of the face blended back into itself
+    through a deformed soft mask."""
     _, _, eye_dist, face_h, _ = _geometry(lm)
     size = max(eye_dist, face_h)
-    src = frequency_mismatch(colour_jitter(img, rng), rng, size)
+    src = frequency_mismatch(colour_jitter(img, rng, cues["colour"]), rng, size, cues["resolution"])
     h, w = img.shape[:2]
     s = rng.uniform(0.96, 1.04)
     c = np.asarray(lm, np.float32).mean(0)
@@ -155,26 +166,30 @@ def colour_transfer(src, ref, region) -> np.ndarray:
     return out.astype(np.float32)
 
 
-def swap(img, lm, donor, donor_lm, rng):
-    """Cross-identity swap: the donor face as a generator renders it (:func:`generated`),
-    warped onto ``img`` by a 5-point similarity, colour-transferred, blended into the inner face."""
+def swap(img, lm, donor, donor_lm, rng, cues=FULL):
+    """Cross-identity swap: the donor face as a generator renders it (:func:`generated`, its
+    resolution loss scaled by ``cues["resolution"]``), warped onto ``img`` by a 5-point
+    similarity, colour-transferred, then tone-shifted by ``cues["colour"]``, blended into the
+    inner face."""
     h, w = img.shape[:2]
     A, _ = cv2.estimateAffinePartial2D(np.asarray(donor_lm, np.float32), np.asarray(lm, np.float32))
     if A is None:
         raise ValueError("swap: cannot align the donor landmarks to the target")
-    warped = cv2.warpAffine(generated(donor, rng), A, (w, h), borderMode=cv2.BORDER_REFLECT)
+    warped = cv2.warpAffine(generated(donor, rng, amount=cues["resolution"]), A, (w, h), borderMode=cv2.BORDER_REFLECT)
     valid = cv2.warpAffine(np.ones(donor.shape[:2], np.float32), A, (w, h)) > 0.99
     _, _, eye_dist, face_h, _ = _geometry(lm)
     region = face_mask(img.shape, lm, rng, kind="ellipse") * valid
-    warped = colour_transfer(warped, img, region)
+    warped = colour_jitter(np.clip(colour_transfer(warped, img, region), 0, 255), rng, 0.5 * cues["colour"])
+    if _is_grey(img):  # a black-and-white frame: the swapped face is black and white too
+        warped = np.repeat(warped.mean(-1, keepdims=True), 3, -1)
     mask = soften(region, rng, max(eye_dist, face_h)) * valid
     mask[mask < 1 / 255] = 0
     return blend(img, warped, mask), mask
 
 
-def rerender(img, lm, rng, region=None):
-    """NeuralTextures-like local re-rendering: the mouth or eye region resampled,
-    smoothed and shifted in tone."""
+def rerender(img, lm, rng, region=None, cues=FULL):
+    """NeuralTextures-like local re-rendering: the mouth or eye region resampled and smoothed
+    (scaled by ``cues["resolution"]``) and shifted in tone (``cues["colour"]``)."""
     lm = np.asarray(lm, np.float32)
     eyes, mouth, eye_dist, face_h, angle = _geometry(lm)
     region = region or rng.choice(["mouth", "eyes"])
@@ -185,11 +200,12 @@ def rerender(img, lm, rng, region=None):
     axes = (axes[0] * rng.uniform(0.9, 1.2), axes[1] * rng.uniform(0.9, 1.2))
     size = max(eye_dist, face_h)
     h, w = img.shape[:2]
-    f = rng.uniform(0.25, 0.4)
+    a, c = cues["resolution"], cues["colour"]
+    f = 1 - a * (1 - rng.uniform(0.25, 0.4))
     small = cv2.resize(img, (max(2, int(w * f)), max(2, int(h * f))), interpolation=cv2.INTER_AREA)
     src = cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
-    src = cv2.bilateralFilter(src, 5, 40, 5).astype(np.float32)
-    src = np.clip(src * rng.uniform(0.9, 1.1) + rng.uniform(-12, 12), 0, 255)
+    src = ((1 - a) * src + a * cv2.bilateralFilter(src, 5, 40, 5)).astype(np.float32)
+    src = np.clip(src * (1 + c * rng.uniform(-0.1, 0.1)) + c * rng.uniform(-12, 12), 0, 255)
     mask = soften(ellipse_mask(img.shape, center, axes, angle), rng, size)
     return blend(img, src, mask), mask
 

@@ -18,15 +18,21 @@ def test_demo_index_contract(demo_index):
 
 
 def test_demo_masks_match_changed_pixels(demo_index):
+    """A fake and its real frame share their noise field and codec settings, so they differ
+    where the mask is; outside it (more than a codec block away) only by compression."""
+    import cv2
+
     fakes = [r for r in read_index(demo_index) if r["label"] == 1]
     for r in fakes[:: max(1, len(fakes) // 25)]:
-        fake, src = read_image(r["path"]), read_image(r["source_path"])
+        fake, src = read_image(r["path"]).astype(int), read_image(r["source_path"]).astype(int)
         mask = read_image(r["mask_path"])[..., 0]
-        changed = np.any(fake != src, axis=-1)
-        assert not np.any(changed & (mask == 0)), r["path"]
-        assert changed[mask > 127].mean() > 0.8, r["path"]
+        far = cv2.dilate((mask > 0).astype(np.uint8), np.ones((17, 17), np.uint8)) == 0
+        diff = np.abs(fake - src).mean(-1)
+        if far.any():
+            assert diff[far].mean() < 1.5, f"{r['path']}: changed far from its mask ({diff[far].mean():.2f})"
+        assert diff[mask > 127].mean() > diff[far].mean() if far.any() else diff[mask > 127].mean() > 0, r["path"]
         residual = read_image(r["mask_path"].replace("_mask.png", "_residual.png"))[..., 0]
-        assert residual[mask == 0].max() == 0
+        assert np.array_equal(residual, np.abs(fake - src).mean(-1).round().astype(np.uint8))
 
 
 def test_demo_split_by_identity_and_swap_donors_stay_in_split(demo_index):

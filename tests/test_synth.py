@@ -56,7 +56,7 @@ def test_blend_is_target_where_mask_zero(rng):
     assert np.array_equal(out[m == 1], np.round(s[m == 1]).astype(np.uint8))
 
 
-# ------------------------------------------------ the camera and the generator (demo engine v2)
+# ------------------------------------------------ the capture chain and the cues (demo engine v3)
 def _high_freq(img):
     import cv2
 
@@ -64,33 +64,56 @@ def _high_freq(img):
     return np.abs(g - cv2.GaussianBlur(g, (0, 0), 1.0))
 
 
-def test_camera_noise_is_seeded_grey_on_grey_and_of_the_asked_strength():
+def test_develop_shares_the_noise_field_outside_the_forged_region():
+    """A fake and its real frame differ only where the forgery is: the same noise field
+    outside the mask, noise of the region's own strength inside it."""
+    from dfcourse import capture
+
     flat = np.full((64, 64, 3), 128, np.uint8)
-    a = synth.camera_noise(flat, np.random.default_rng(3), sigma=(4.0, 4.0))
-    assert np.array_equal(a, synth.camera_noise(flat, np.random.default_rng(3), sigma=(4.0, 4.0)))
-    assert np.array_equal(a[..., 0], a[..., 1]) and np.array_equal(a[..., 1], a[..., 2]), "grey stays grey"
-    assert 3.5 < a[..., 0].astype(float).std() < 4.5
-    colour = flat.copy()
-    colour[..., 0] = 120
-    b = synth.camera_noise(colour, np.random.default_rng(3), sigma=(4.0, 4.0))
-    assert not np.array_equal(b[..., 1], b[..., 2]), "a colour frame gets noise per channel"
-    assert synth.camera_noise(flat, np.random.default_rng(0)).std() > 1.5  # the default range is 2-5 grey levels
+    cap = capture.Capture(noise=4.0, defocus=0.0, scale=1.0, codec="none", quality=0)
+    real = capture.develop(flat, cap, 5)
+    assert np.array_equal(real, capture.develop(flat, cap, 5)), "seeded"
+    assert np.array_equal(real[..., 0], real[..., 1]), "grey stays grey"
+    assert 3.5 < real[..., 0].astype(float).std() < 4.5
+    mask = np.zeros((64, 64), np.float32)
+    mask[16:48, 16:48] = 1
+    fake = capture.develop(flat, cap, 5, mask, region_noise=0.0)
+    assert np.array_equal(fake[mask == 0], real[mask == 0])
+    assert fake[mask == 1].std() == 0, "region noise 0: the region is clean"
+    same = capture.develop(flat, cap, 5, mask, region_noise=None)
+    assert np.array_equal(same, real), "no noise cue: the frame's noise goes on through the region"
 
 
-def test_a_swap_replaces_the_frames_noise_with_a_generators_smooth_face(face_lm, donor):
-    """A demo swap must leave a trace a pixel detector can find: inside the swapped region
-    the camera noise of the target frame is gone (the donor was rendered at a generator's
-    resolution); outside it is untouched."""
-    import cv2
+def test_cue_strengths_switch_off_and_one_is_always_strong():
+    from dfcourse import capture
 
+    for seed in range(20):
+        c = capture.draw_cues(np.random.default_rng(seed), 3.0)
+        assert max(c[k] for k in capture.CUES) >= 0.5 and c["region_noise"] is not None
+        off = capture.draw_cues(np.random.default_rng(seed), 3.0, cues=("colour",))
+        assert off["resolution"] == 0 and off["noise"] == 0 and off["region_noise"] is None and off["colour"] > 0
+
+
+def test_zero_strength_cues_leave_only_the_blend(face_lm):
+    """With colour and resolution at 0, a self-blend changes the face only by its small shift."""
     face, lm = face_lm
-    rng = np.random.default_rng(0)
-    smooth = [cv2.GaussianBlur(f, (0, 0), 3) for f in (face, donor[0])]  # like the upscaled LFW faces
-    noisy, noisy_donor = synth.camera_noise(smooth[0], rng), (synth.camera_noise(smooth[1], rng), donor[1])
-    fake, mask = synth.swap(noisy, lm, *noisy_donor, np.random.default_rng(1))
-    core, out = mask > 0.9, mask == 0
-    hf_fake, hf_real = _high_freq(fake), _high_freq(noisy)
-    assert hf_fake[core].mean() < 0.7 * hf_real[core].mean(), "the swapped region kept the frame's noise"
-    assert np.array_equal(fake[out], noisy[out])
-    g = synth.generated(noisy, np.random.default_rng(2))
-    assert g.shape == noisy.shape and _high_freq(g).mean() < 0.5 * hf_real.mean()
+    full, _ = synth.self_blend(face, lm, np.random.default_rng(0))
+    none, _ = synth.self_blend(face, lm, np.random.default_rng(0), {"colour": 0.0, "resolution": 0.0})
+    d_full = np.abs(full.astype(int) - face).mean()
+    d_none = np.abs(none.astype(int) - face).mean()
+    assert d_none < d_full
+
+
+def test_colour_change_of_a_grey_frame_stays_grey(face_lm):
+    face, lm = face_lm
+    grey = np.repeat(face.mean(-1, keepdims=True).astype(np.uint8), 3, -1)
+    for fn in (lambda r: synth.self_blend(grey, lm, r), lambda r: synth.rerender(grey, lm, r)):
+        fake, _ = fn(np.random.default_rng(1))
+        assert np.array_equal(fake[..., 0], fake[..., 1]) and np.array_equal(fake[..., 1], fake[..., 2])
+
+
+def test_generated_loses_resolution_by_its_amount(face_lm):
+    face, _ = face_lm
+    g = synth.generated(face, np.random.default_rng(2))
+    assert g.shape == face.shape and _high_freq(g).mean() < 0.6 * _high_freq(face).mean()
+    assert np.allclose(synth.generated(face, np.random.default_rng(2), amount=0.0), face)
