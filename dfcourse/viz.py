@@ -149,3 +149,23 @@ def plot_cascade(ax, steps, curves, title="", ylabel="similarity to the original
     ax.set(xlabel="randomised, cumulatively from the top", ylabel=ylabel, title=title, ylim=(-1.05, 1.05))
     ax.legend(fontsize=8)
     return ax.figure
+
+
+def plot_robustness(ax, results, metric: str, title: str = "", ylabel: str = "", bound=None):
+    """``metric`` against perturbation level, one line per kind (rows of
+    :func:`dfcourse.robustness.detector_suite` / ``localizer_suite``); the clean value as a
+    dashed line at level 0 of every kind, ``bound`` (a bar to meet) as a dotted line."""
+    clean = next((r[metric] for r in results if r["kind"] == "none"), None)
+    kinds = [k for k in dict.fromkeys(r["kind"] for r in results) if k != "none"]
+    for k in kinds:
+        pts = sorted((r["level"], r[metric]) for r in results if r["kind"] == k and r["level"] > 0)
+        if pts:
+            xs, ys = zip(*([(0, clean)] if clean is not None else []) + pts)
+            ax.plot(xs, ys, marker="o", ms=3, lw=1.2, label=k)
+    if clean is not None:
+        ax.axhline(clean, ls="--", c="grey", lw=0.8, label="clean")
+    if bound is not None:
+        ax.axhline(bound, ls=":", c="black", lw=1.0, label="bar")
+    ax.set(xlabel="level (0 = clean)", ylabel=ylabel or metric, title=title, xticks=range(0, 6))
+    ax.legend(fontsize=6, ncol=2)
+    return ax.figure
