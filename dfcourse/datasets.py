@@ -1,10 +1,16 @@
 """Face crops from the index as tensors, with the course's augmentations.
 
-Augmentation (training only): horizontal flip by default. Colour jitter, Gaussian blur and
-JPEG re-compression at quality 40-100 (the perturbations detectors meet in the wild) are
-opt-in: from random init at 96 px they wash out the blending traces a detector has to learn
-first (``benchmarks/ablate_detector.py``, issue 11); use them for robustness once it learns.
-Each sample's randomness comes from ``(seed, epoch, index)``, so a run is repeatable.
+Augmentation (training only), each op with its own probability, applied to real and fake
+faces alike after any forgery: a horizontal **flip** (p 0.5); **jitter** of brightness,
+contrast and saturation by up to 20 % (p 0.5); Gaussian **blur** of sigma 0.2-1.5 px (p 0.3);
+**JPEG** re-compression at quality 40-100 (p 0.5); **resample**, down to 0.4-0.95 of the side
+and back up (p 0.3); Gaussian **noise** of 1-8 grey levels (p 0.2). They follow the
+augmentations of DeepfakeBench (Yan et al. 2023) and SBI (Shiohara & Yamasaki 2022): the
+changes a face meets between a camera and a detector, so a model cannot lean on sharpness,
+noise or compression to tell real from fake. ``ROBUST_AUGMENTATIONS`` is all six (the
+recipes' default, ``AUGMENT = "robust"`` in notebooks 02 and 04); ``DEFAULT_AUGMENTATIONS``
+the flip alone. Each sample's randomness comes from ``(seed, epoch, index)``, so a run is
+repeatable.
 Used in notebooks 02, 03 and 04.
 """
 from __future__ import annotations
@@ -16,6 +22,7 @@ import torch
 from PIL import Image, ImageFilter
 from torch.utils.data import Dataset
 
+from . import perturb
 from .io import read_image
 from .runs import rows_fingerprint
 
@@ -27,23 +34,39 @@ def jpeg(img: Image.Image, quality: int) -> Image.Image:
     return Image.open(buf).convert("RGB")
 
 
-AUGMENTATIONS = ("flip", "jitter", "blur", "jpeg")  # all of them: augment_ops=AUGMENTATIONS
+AUGMENTATIONS = ("flip", "jitter", "blur", "jpeg", "resample", "noise")
+ROBUST_AUGMENTATIONS = AUGMENTATIONS
 DEFAULT_AUGMENTATIONS = ("flip",)
+AUGMENT_P = {"flip": 0.5, "jitter": 0.5, "blur": 0.3, "jpeg": 0.5, "resample": 0.3, "noise": 0.2}
+AUGMENT_CHOICES = {"robust": ROBUST_AUGMENTATIONS, "flip": DEFAULT_AUGMENTATIONS, "none": ()}
+
+
+def augment_ops(name: str) -> tuple:
+    """The ops of a notebook's ``AUGMENT`` parameter: ``robust``, ``flip`` or ``none``."""
+    if name not in AUGMENT_CHOICES:
+        raise ValueError(f"AUGMENT must be one of {sorted(AUGMENT_CHOICES)}, not {name!r}")
+    return AUGMENT_CHOICES[name]
 
 
 def augment(img: Image.Image, rng: np.random.Generator, ops=AUGMENTATIONS) -> Image.Image:
-    """Flip, colour jitter, blur and JPEG, each with its own probability; ``ops`` picks
-    which of them run (``benchmarks/ablate_detector.py`` measures each one)."""
+    """Flip, colour jitter, blur, JPEG, resampling and noise, each with its probability
+    (``AUGMENT_P``); ``ops`` picks which of them run. The order is the capture chain's:
+    optics, then noise, then compression."""
     from PIL import ImageEnhance
 
-    if rng.random() < 0.5 and "flip" in ops:
+    draws = {op: rng.random() < AUGMENT_P[op] for op in AUGMENTATIONS}  # the same draws whatever ``ops``
+    if draws["flip"] and "flip" in ops:
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
-    if rng.random() < 0.8 and "jitter" in ops:
+    if draws["jitter"] and "jitter" in ops:
         for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
             img = enhancer(img).enhance(rng.uniform(0.8, 1.2))
-    if rng.random() < 0.3 and "blur" in ops:
-        img = img.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.1, 1.5)))
-    if rng.random() < 0.5 and "jpeg" in ops:
+    if draws["blur"] and "blur" in ops:
+        img = img.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.2, 1.5)))
+    if draws["resample"] and "resample" in ops:
+        img = Image.fromarray(perturb.resample(np.asarray(img), rng.uniform(0.4, 0.95)))
+    if draws["noise"] and "noise" in ops:
+        img = Image.fromarray(perturb.gaussian_noise(np.asarray(img), rng.uniform(1, 8), rng))
+    if draws["jpeg"] and "jpeg" in ops:
         img = jpeg(img, rng.integers(40, 101))
     return img
 

@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from .datasets import load_face, to_tensor
+from .datasets import augment, load_face, to_tensor
 from .io import read_image
 from .models import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Normalize, Weights, build_detector
 from .runs import rows_fingerprint
@@ -44,15 +44,15 @@ def load_map(row, size: int, target: str = "residual", threshold: float = 0.05, 
 
 
 class LocalizationDataset(Dataset):
-    """``(image, label, map (1, H, W), index)``; a flip in augmentation flips the map too.
-    Only flips are used: colour/blur/JPEG changes would not change *where* the forgery is,
-    but JPEG at low quality blurs the very boundaries the map is about."""
+    """``(image, label, map (1, H, W), index)``. In training, ``augment_ops``
+    (:func:`dfcourse.datasets.augment`) change the image; a flip flips the map too, and the
+    others leave it as it is: a blur or JPEG does not move *where* the forgery is."""
 
     def __init__(self, rows, size: int, target: str = "residual", threshold: float = 0.05,
-                 blur_sigma: float = 1.0, train: bool = False, seed: int = 0):
+                 blur_sigma: float = 1.0, train: bool = False, seed: int = 0, augment_ops=("flip",)):
         self.rows = [r for r in rows if int(r["label"]) == 0 or r.get("source_path") or r.get("mask_path")]
         self.size, self.target, self.threshold, self.blur = size, target, threshold, blur_sigma
-        self.train, self.seed, self.epoch = train, seed, 0
+        self.train, self.seed, self.epoch, self.augment_ops = train, seed, 0, tuple(augment_ops)
         self._maps: dict[int, np.ndarray] = {}
 
     def __len__(self):
@@ -62,7 +62,7 @@ class LocalizationDataset(Dataset):
         """What a run trained on this dataset depends on (see :mod:`dfcourse.runs`)."""
         return {"class": "LocalizationDataset", "rows": rows_fingerprint(self.rows), "n": len(self.rows),
                 "size": self.size, "target": self.target, "threshold": self.threshold, "blur": self.blur,
-                "augment": self.train, "seed": self.seed}
+                "augment": list(self.augment_ops) if self.train else [], "seed": self.seed}
 
     def map(self, i) -> np.ndarray:
         if i not in self._maps:
@@ -72,8 +72,13 @@ class LocalizationDataset(Dataset):
     def __getitem__(self, i):
         r = self.rows[i]
         img, m = load_face(r["path"], self.size), self.map(i)
-        if self.train and np.random.default_rng([self.seed, self.epoch, i]).random() < 0.5:
-            img, m = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), m[:, ::-1]
+        if self.train:
+            rng = np.random.default_rng([self.seed, self.epoch, i])
+            if "flip" in self.augment_ops and rng.random() < 0.5:
+                img, m = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), m[:, ::-1]
+            rest = tuple(o for o in self.augment_ops if o != "flip")
+            if rest:
+                img = augment(img, rng, rest)
         return to_tensor(img), torch.tensor(float(r["label"])), torch.from_numpy(m.copy())[None], i
 
 

@@ -19,12 +19,11 @@ from torch.utils.data import TensorDataset
 from . import clip_peft as cp
 from .clip_tuning import CoOpHead, add_lora
 from .course import landmark_cache
-from .datasets import FaceDataset
+from .datasets import FaceDataset, augment_ops
 from .demo import IDENTITIES_FILE, DemoViews, demo_identities
 from .experiments import balance, run_detector
 from .index import read_index
 from .localization import LocalizationDataset, MesoLocalizer, ResNetLocalizer, make_loss
-from .models import find_weights
 from .selfblend import EpochConcat, SelfBlendDataset, auc_by_family, real_landmarks, training_set
 from .train import TrainConfig, fit, predict_probs
 
@@ -32,13 +31,14 @@ from .train import TrainConfig, fit, predict_probs
 NB02 = dict(pretrained=True, size=224, num_epochs=10, batch_size=32, lr_full=1e-4, patience=3,
             quick_size=96, quick_epochs=3, quick_max_per_class=150, lr_scratch=1e-3, scratch_epochs=20,
             quick_scratch_epochs=10, scratch_batch_size=8, scratch_schedule="cosine", high_pass=True, self_blend=True,
-            demo_views=0, sb_only_views=2)
+            demo_views=0, sb_only_views=2, augment="robust", held_out="auto", lr_head=1e-3)
 NB03 = dict(clip_model="ViT-B-32", clip_pretrained="openai", train_method="auto", cross_method="auto",
             adapter_hidden=64, head_epochs=50, head_lr=1e-3, batch_size=64, patience=8, quick_max_per_class=150,
             coop_context=4, lora_rank=4, lora_epochs=5, lora_lr=5e-4, quick_lora_per_class=16, quick_lora_epochs=2,
             quick_lora_eval=48, self_blends=1)
 NB04 = dict(pretrained=True, encoder="meso4", high_pass=True, target="residual", residual_threshold=0.05, residual_blur=1.0,
-            map_weight=1.0, real_weight=0.0, self_blend=False, demo_views=2, size=224, num_epochs=10, lr=1e-4,
+            map_weight=1.0, real_weight=0.0, self_blend=False, demo_views=2, augment="robust", size=224, num_epochs=10,
+            lr=1e-4,
             batch_size=32, patience=3, quick_size=96, quick_epochs=4, quick_max_per_class=225, scratch_epochs=20,
             quick_scratch_epochs=10, scratch_batch_size=8)
 
@@ -82,7 +82,8 @@ def demo_views(course, train_rows, input_size: int, **params):
     built-in demo data's training split; ``None`` for any other data or ``DEMO_VIEWS = 0``."""
     p = _params(NB02, params)
     idents = builtin_demo_identities(course, train_rows) if p["demo_views"] else None
-    return None if idents is None else DemoViews(idents, input_size, views=p["demo_views"], seed=course.seed)
+    return None if idents is None else DemoViews(idents, input_size, views=p["demo_views"], seed=course.seed,
+                                                 augment_ops=augment_ops(p["augment"]))
 
 
 def builtin_demo_identities(course, train_rows):
@@ -117,14 +118,15 @@ def meso4_detector(course, splits, fresh: bool = False, **params) -> dict:
     p = _params(NB02, params)
     size = p["quick_size"] if course.quick else p["size"]
     cfg = scratch_config(course, **params)
+    ops = augment_ops(p["augment"])
     views = demo_views(course, splits["train"], size, **params)
     if views is not None:
         train_ds, pos_weight = views, 1.0  # 3 real : 3 forged views per identity
     elif p["self_blend"]:
-        train_ds, pos_weight = training_set(splits["train"], size, course.seed, with_fakes=True,
+        train_ds, pos_weight = training_set(splits["train"], size, course.seed, with_fakes=True, augment_ops=ops,
                                             landmark_cache=landmark_cache(course), device=course.device)
     else:
-        train_ds = FaceDataset(splits["train"], size, train=True, seed=course.seed)
+        train_ds = FaceDataset(splits["train"], size, train=True, seed=course.seed, augment_ops=ops)
         n_real = sum(int(r["label"]) == 0 for r in splits["train"])
         pos_weight = n_real / (len(splits["train"]) - n_real)
     cfg.pos_weight = pos_weight
@@ -158,10 +160,10 @@ def selfblend_only(course, splits, fresh: bool = False, **params) -> dict:
     idents = builtin_demo_identities(course, splits["train"]) if p["sb_only_views"] else None
     if idents is not None:
         train_ds = DemoViews(idents, size, views=p["sb_only_views"], methods=("original", "selfblend"),
-                             seed=course.seed)
+                             seed=course.seed, augment_ops=augment_ops(p["augment"]))
     else:
-        train_ds, _ = training_set(reals, size, course.seed, with_fakes=False, landmark_cache=landmark_cache(course),
-                                   device=course.device)
+        train_ds, _ = training_set(reals, size, course.seed, with_fakes=False, augment_ops=augment_ops(p["augment"]),
+                                   landmark_cache=landmark_cache(course), device=course.device)
     torch.manual_seed(course.seed)
     arch = meso4_arch(**params)
     name = f"{arch}-SB-only"
@@ -172,34 +174,81 @@ def selfblend_only(course, splits, fresh: bool = False, **params) -> dict:
     return res
 
 
-def baseline_detector(course, splits, **params):
-    """The detector notebook 02 is expected to choose, for notebooks 04 and 05 run alone:
-    ``resnet18-full`` when ImageNet weights can be used (``PRETRAINED`` and found), else
-    Meso-4 (:func:`meso4_detector`; from random init the small net learns, ResNet18 does not: see
-    notebook 02's table). ``splits`` are the index's splits, unbalanced. Returns ``(net, meta)``."""
+def held_out_family(methods, held_out: str = "auto") -> str | None:
+    """The forgery family kept out of training and used by the shifted validation:
+    ``auto`` is ``rerender`` on the demo data and ``NeuralTextures`` on FF++ (each the family
+    least like the others); ``none`` keeps every family in training."""
+    methods = set(methods) - {"original"}
+    if held_out == "none":
+        return None
+    if held_out == "auto":
+        held_out = "NeuralTextures" if "NeuralTextures" in methods else "rerender" if "rerender" in methods else None
+        return held_out if held_out and len(methods) > 1 else None
+    if held_out not in methods:
+        raise ValueError(f"HELD_OUT = {held_out!r} is not a forgery family of the index; it has {sorted(methods)}")
+    return held_out
+
+
+def without_family(splits, family):
+    """``splits`` with ``family``'s fakes removed from train and val (test keeps every family)."""
+    if family is None:
+        return dict(splits)
+    return {s: rows if s == "test" else [r for r in rows if r["method"] != family] for s, rows in splits.items()}
+
+
+def transfer_rows(course, splits, fresh: bool = False, **params) -> list[dict]:
+    """Notebook 02's transfer-learning rows: ResNet18 frozen and fully fine-tuned (plus
+    InceptionResnetV1 in full mode) on the balanced training split (capped per class in quick
+    mode); each a :func:`dfcourse.experiments.run_detector` result."""
     p = _params(NB02, params)
-    if not (p["pretrained"] and find_weights("resnet18")):
-        return _meso(course, splits, **params)
     size = p["quick_size"] if course.quick else p["size"]
     splits = {**splits, "train": balance(splits["train"], course.seed,
                                          p["quick_max_per_class"] if course.quick else None)}
-    cfg = TrainConfig(num_epochs=p["quick_epochs"] if course.quick else p["num_epochs"], batch_size=p["batch_size"],
-                      lr=p["lr_full"], patience=p["patience"], seed=course.seed, device=course.device)
-    torch.manual_seed(course.seed)
-    res = run_detector("resnet18-full", "resnet18", "full", splits, cfg, size,
-                       course.runs / "02_resnet_baseline" / "resnet18-full", pretrained=p["pretrained"])
-    return res["net"], detector_meta(res)
+    experiments = [("resnet18-frozen", "resnet18", "frozen", p["lr_head"]), ("resnet18-full", "resnet18", "full", p["lr_full"])]
+    if not course.quick:  # InceptionResnetV1 (23 M parameters) costs the most per face: full mode only
+        experiments += [("inception-frozen", "inception", "frozen", p["lr_head"]),
+                        ("inception-full", "inception", "full", p["lr_full"])]
+    out = []
+    for name, arch, regime, lr in experiments:
+        cfg = TrainConfig(num_epochs=p["quick_epochs"] if course.quick else p["num_epochs"], batch_size=p["batch_size"],
+                          lr=lr, patience=p["patience"], seed=course.seed, device=course.device)
+        torch.manual_seed(course.seed)
+        out.append(run_detector(name, arch, regime, splits, cfg, size, course.runs / "02_resnet_baseline" / name,
+                                pretrained=p["pretrained"], figures_dir=course.figures,
+                                figure_prefix=f"02_resnet_baseline_{name}_", fresh=fresh,
+                                augment_ops=augment_ops(p["augment"])))
+    return out
 
 
-def _meso(course, splits, **params):
-    res = meso4_detector(course, splits, **params)
-    return res["net"], detector_meta(res)
+def baseline_detector(course, splits, **params):
+    """The detector notebook 02 chooses, for notebooks 04 and 05 run alone: every row of
+    notebook 02 (:func:`transfer_rows`, :func:`meso4_detector`, :func:`selfblend_only`) trained
+    without the held-out family, and the one with the highest *shifted* validation AUC
+    (:func:`dfcourse.robustness.shifted_sets`) kept. ``splits`` are the index's splits.
+    Returns ``(net, meta)``."""
+    from .robustness import choose, shifted_sets
+
+    p = _params(NB02, params)
+    family = held_out_family({r["method"] for rows in splits.values() for r in rows}, p["held_out"])
+    train_splits = without_family(splits, family)
+    results = transfer_rows(course, train_splits, **params)
+    results += [meso4_detector(course, train_splits, **params), selfblend_only(course, train_splits, **params)]
+    sets = shifted_sets(splits, family, seed=course.seed)
+    picks = choose(results, sets, course.device)
+    best = picks["shifted"]
+    return best["net"], detector_meta(best)
 
 
 def detector_meta(result) -> dict:
     """What the registry keeps about a notebook-02 result."""
-    return {"name": result["name"], "size": result["size"], "run_dir": str(result["run_dir"]),
+    meta = {"name": result["name"], "size": result["size"], "run_dir": str(result["run_dir"]),
             "val_auc": result["val"]["frame"]["auc"]}
+    if "shifted_val_auc" in result:
+        from .robustness import THRESHOLD_RULE
+
+        meta.update(shifted_val_auc=result["shifted_val_auc"], threshold=result["threshold"],
+                    threshold_rule=THRESHOLD_RULE)
+    return meta
 
 
 # ------------------------------------------------------------------ notebook 03
@@ -375,19 +424,21 @@ def localizer_datasets(splits, input_size: int, seed: int, landmark_cache=None, 
     trains instead on ``DEMO_VIEWS`` fresh views of every training identity per epoch, half of
     them forged, with the same residual target (:class:`dfcourse.demo.DemoViews`)."""
     p = _params(NB04, params)
+    ops = augment_ops(p["augment"])
     out = {s: LocalizationDataset(rows, input_size, p["target"], p["residual_threshold"], p["residual_blur"],
-                                  train=(s == "train"), seed=seed) for s, rows in splits.items()}
+                                  train=(s == "train"), seed=seed, augment_ops=ops) for s, rows in splits.items()}
     if "train" in out:
         out["train_index"] = out["train"]  # the index's own training faces (priors are fitted on these)
     idents = (builtin_demo_identities(course, splits["train"])
               if p["encoder"] == "meso4" and course is not None and p["demo_views"] and "train" in splits else None)
     if idents is not None:
         out["train"] = DemoViews(idents, input_size, views=p["demo_views"], seed=seed, masks=True, target=p["target"],
-                                 residual_threshold=p["residual_threshold"], residual_blur=p["residual_blur"])
+                                 residual_threshold=p["residual_threshold"], residual_blur=p["residual_blur"],
+                                 augment_ops=ops)
     elif p["self_blend"] and "train" in out:
         reals = [r for r in splits["train"] if int(r["label"]) == 0]
         lm = real_landmarks(reals, input_size, cache=landmark_cache, device=device)
-        out["train"] = EpochConcat([out["train"], SelfBlendDataset(reals, lm, input_size, seed=seed)])
+        out["train"] = EpochConcat([out["train"], SelfBlendDataset(reals, lm, input_size, seed=seed, augment_ops=ops)])
     return out
 
 
