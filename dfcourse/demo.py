@@ -1,4 +1,4 @@
-"""The embedded demo dataset: real public-domain faces that ship inside installed
+"""The embedded demo dataset: real faces that ship inside installed
 packages, and synthetic forgeries of them with exact masks (see ``synth.py``).
 
 Real faces: skimage ``astronaut`` and ``camera``, matplotlib's ``grace_hopper.jpg``,
@@ -70,7 +70,7 @@ def _from_image(name, image, detector) -> Identity | None:
 
 
 def builtin_images(num_lfw: int = 100) -> list[tuple[str, np.ndarray]]:
-    """``(name, RGB image)`` of the public-domain faces that ship with scikit-image and
+    """``(name, RGB image)`` of the real faces that ship with scikit-image and
     matplotlib; the LFW faces upscaled to 96 px and padded (replicated, not mirrored)."""
     import matplotlib.cbook
     from skimage import data
@@ -85,7 +85,7 @@ def builtin_images(num_lfw: int = 100) -> list[tuple[str, np.ndarray]]:
 
 
 def builtin_identities(detector, num_lfw: int = 100) -> list[Identity]:
-    """The public-domain faces that ship with scikit-image and matplotlib."""
+    """The real faces that ship with scikit-image and matplotlib (their terms: README, "Data terms")."""
     out = []
     for name, img in builtin_images(num_lfw):
         ident = _from_image(name, img, detector)

@@ -25,8 +25,8 @@ resample       down-and-up by a scale factor             0.9, 0.75, 0.6, 0.5, 0.
 DeeperForensics applies its table to whole 1080p frames; here it applies to face crops, so
 the spatial types (blur, pixelate, block) are stronger relative to the face than in the
 paper: read level 1 here as "already a strong change". :data:`EXTRA` holds the milder
-everyday cells the course also reports (blur sigma 0.7 px, down-up 0.75, JPEG 75, H.264 CRF 23,
-the FaceForensics++ "c23" setting).
+everyday cells the course also reports: blur sigma 0.7 px and H.264 at CRF 23 (the
+FaceForensics++ "c23" setting); down-up 0.75 and JPEG 75 are resample and jpeg at level 2.
 
 Every function takes and returns an RGB uint8 array and is deterministic given ``seed``.
 The training augmentations of the recipes draw from the same functions
@@ -54,9 +54,9 @@ TABLE = {
 }
 KINDS = tuple(TABLE)
 DEEPERFORENSICS = ("saturation", "contrast", "block", "noise", "blur", "pixelate", "h264")
-# Everyday changes, milder than the table: (label, kind, parameter).
-EXTRA = (("blur sigma 0.7", "blur_sigma", 0.7), ("down-up 0.75", "resample", 0.75), ("JPEG 75", "jpeg", 75),
-         ("H.264 CRF 23", "h264", 23))
+# Everyday changes milder than the table: (label, kind, parameter). Down-and-up to 0.75 and
+# JPEG 75 are the table's resample and jpeg at level 2.
+EXTRA = (("blur sigma 0.7", "blur_sigma", 0.7), ("H.264 CRF 23", "h264", 23))
 
 
 def _check(img) -> np.ndarray:
