@@ -379,8 +379,10 @@ def prepare_folder(root, out, size: int = 224) -> Path:
     resized square copies plus the index. ``val`` may also be called ``valid``/``validation``.
 
     Each crop is named after its file plus a short hash of its path inside the class folder,
-    so ``a.jpg`` and ``a.png`` (or ``s1/x.jpg`` and ``s2/x.jpg``) stay two crops. An output
-    folder inside ``ROOT`` is never read as input."""
+    so ``a.jpg`` and ``a.png`` (or ``s1/x.jpg`` and ``s2/x.jpg``) stay two crops. No output
+    folder inside ``ROOT`` is read as input: this run's ``out`` is left out, and an earlier
+    run's (and unreadable folders, link loops, ...) are skipped and listed in
+    ``skipped.csv`` (:func:`dfcourse.io.list_files`)."""
     size = check_positive("--size", size, 8)
     root = Path(root)
     if not root.is_dir():
@@ -396,7 +398,13 @@ def prepare_folder(root, out, size: int = 224) -> Path:
             continue
         for label, cls in ((0, "real"), (1, "fake")):
             cdir = sdir / cls
-            files = list_files(cdir, IMAGE_EXTS, skipped, exclude=out) if cdir.is_dir() else []
+            try:
+                has_dir = cdir.is_dir()
+            except OSError as e:  # the split folder cannot be entered: report the class folder
+                has_dir = False
+                skipped.add(cdir, f"cannot read this folder ({e.strerror or e}), so none of its files were used. "
+                                  f"Make it readable (chmod -R u+rX '{sdir}').")
+            files = list_files(cdir, IMAGE_EXTS, skipped, exclude=out) if has_dir else []
             found_any |= bool(files)
             for p in tqdm(files, desc=f"{split}/{cls}", leave=False):
                 rel = p.relative_to(cdir).as_posix()
