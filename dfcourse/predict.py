@@ -78,8 +78,13 @@ class Predictor:
         return out
 
     def _localize(self, face) -> dict:
+        """The localizer on one crop; its map resized to the crop (the two models' input
+        sizes may differ), so that it overlays the crop."""
+        import cv2
+
         loc = localize(self.localizer, face, self.loc_size, self.device)
-        return dict(loc_label=loc["label"], loc_prob_fake=loc["prob_fake"], map=loc["map"],
+        heat = cv2.resize(loc["map"], face.shape[1::-1], interpolation=cv2.INTER_LINEAR)
+        return dict(loc_label=loc["label"], loc_prob_fake=loc["prob_fake"], map=heat,
                     map_area=float((loc["map"] > 0.5).mean()))
 
     def predict_video(self, path, num_frames: int = 16, with_heatmap: bool = False) -> dict:
@@ -238,7 +243,10 @@ def run(paths, checkpoint=None, as_json=False, heatmap_dir=None, device="cpu", n
 def _predict_one(predictor, path, res, heatmap_dir, stem, num_frames) -> None:
     """Fill ``res`` for one image or video; overlays go to ``heatmap_dir/<stem>_face<k>_*.png``."""
     if path.suffix.lower() in VIDEO_EXTS:
-        res.update(kind="video", **predictor.predict_video(path, num_frames, with_heatmap=heatmap_dir is not None))
+        try:
+            res.update(kind="video", **predictor.predict_video(path, num_frames, with_heatmap=heatmap_dir is not None))
+        except BadInputError as e:  # e.g. frames too small for MTCNN: name the video
+            raise BadInputError(f"{path}: {e}") from None
         if not res["frames"]:
             res["note"] = "no face found"
         shown = res.pop("overlay", None)  # the most suspicious frame's overlays
@@ -252,7 +260,10 @@ def _predict_one(predictor, path, res, heatmap_dir, stem, num_frames) -> None:
         return
     image = read_image(path)  # a very large photo comes back downscaled ...
     scale = original_scale(path, image)  # ... and its boxes are given in the photo's own pixels
-    faces = predictor.predict_image(image, with_heatmap=heatmap_dir is not None)
+    try:
+        faces = predictor.predict_image(image, with_heatmap=heatmap_dir is not None)
+    except BadInputError as e:  # e.g. too small for MTCNN: name the photo
+        raise BadInputError(f"{path}: {e}") from None
     res.update(kind="image", faces=[])
     for f in faces:  # the scores first: they are kept even if an overlay cannot be written
         entry = {k2: v for k2, v in f.items() if k2 not in ("face", "heatmap", "map")}
