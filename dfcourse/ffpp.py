@@ -56,7 +56,9 @@ def resolve_methods(names) -> tuple[str, ...]:
 
 def discover(root, compression: str = "c23", methods=METHODS) -> dict:
     """Find the videos of an FF++ tree. Returns ``{"originals": {id: path},
-    "fakes": [(method, target, source, path, mask_path_or_None)]}``."""
+    "fakes": [(method, target, source, path, mask_path_or_None)], "absent_methods",
+    "methods_without_masks", "unreadable": [(folder, reason)]}`` (folders that exist but
+    cannot be listed: reported, not taken for absent)."""
     root = Path(root)
     orig_root = root / "original_sequences" / "youtube"
     if not orig_root.is_dir():
@@ -66,26 +68,46 @@ def discover(root, compression: str = "c23", methods=METHODS) -> dict:
         have = sorted(p.name for p in orig_root.iterdir() if p.is_dir())
         raise BadInputError(f"{orig_dir}: missing. Compressions present: {have or 'none'}; "
                             f"pass one of them with --compression.")
-    originals = {p.stem: p for p in sorted(orig_dir.glob("*.mp4"))}
+    unreadable = []
+    originals = {p.stem: p for p in _mp4s(orig_dir, unreadable)}
+    if unreadable:
+        raise BadInputError(f"{orig_dir}: {unreadable[0][1]}")
     if not originals:
         raise BadInputError(f"{orig_dir}: no .mp4 videos; {LAYOUT_HELP}.")
     fakes, absent, unmasked = [], [], []
     for method in methods:
         vdir = root / "manipulated_sequences" / method / compression / "videos"
         mdir = root / "manipulated_sequences" / method / "masks" / "videos"
-        found = []
-        for p in sorted(vdir.glob("*.mp4")):
+        found, before = [], len(unreadable)
+        masks = {p.name for p in _mp4s(mdir, unreadable) if p.is_file()}
+        for p in _mp4s(vdir, unreadable):
             parts = p.stem.split("_")
             if len(parts) != 2:
                 continue
-            mask = mdir / p.name
-            found.append((method, parts[0], parts[1], p, mask if mask.is_file() else None))
-        if not found:
+            found.append((method, parts[0], parts[1], p, mdir / p.name if p.name in masks else None))
+        readable = len(unreadable) == before  # an unreadable folder is reported as such, not as missing
+        if readable and not found:
             absent.append(method)
-        elif not any(f[4] for f in found):
+        elif readable and not any(f[4] for f in found):
             unmasked.append(method)
         fakes += found
-    return {"originals": originals, "fakes": fakes, "absent_methods": absent, "methods_without_masks": unmasked}
+    return {"originals": originals, "fakes": fakes, "absent_methods": absent, "methods_without_masks": unmasked,
+            "unreadable": unreadable}
+
+
+def _mp4s(folder, unreadable) -> list[Path]:
+    """The ``.mp4`` files in ``folder``, sorted; none if it does not exist. A folder that
+    exists but cannot be listed is added to ``unreadable`` with the reason and the fix."""
+    try:
+        with os.scandir(folder) as it:
+            names = sorted(e.name for e in it if e.name.endswith(".mp4"))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as e:
+        unreadable.append((folder, f"cannot read this folder ({e.strerror or e}), so its videos were not used. "
+                                   f"Make it readable (chmod -R u+rX '{folder}')."))
+        return []
+    return [Path(folder) / n for n in names]
 
 
 def describe_missing(found, compression: str = "c23") -> list[str]:
@@ -210,6 +232,8 @@ def prepare_ffpp(root, out, num_frames: int = 32, size: int = 224, compression: 
     detect_q, reuse_q, waiting = deque(), deque(), {}
     stats = Counter(dict.fromkeys(["frames", "resumed", "reused", "check_failed", "no_track"], 0))
     skipped = SkipLog()
+    for folder, reason in found["unreadable"]:
+        skipped.add(folder, reason)
 
     def state(job):  # what a finished video's done.json must match to be resumed
         return dict(format=2, num_frames=num_frames, size=size, source=job.source is not None,

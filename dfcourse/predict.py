@@ -196,10 +196,10 @@ def run(paths, checkpoint=None, as_json=False, heatmap_dir=None, device="cpu", n
     check_input_size(predictor.net, predictor.size, checkpoint)
     if loc_net is not None:
         check_input_size(loc_net, predictor.loc_size, localizer, "localizer")
+    files, skipped = expand_paths(paths, exclude=heatmap_dir)
     if heatmap_dir is not None:  # marked as an output, so no later run reads its overlays as input;
         with contextlib.suppress(BadInputError):  # one that cannot be written is reported per input
             make_out_dir(heatmap_dir, "--heatmap")
-    files, skipped = expand_paths(paths, exclude=heatmap_dir)
     stems = output_stems(files)
     results, ok = [], 0
     try:

@@ -9,6 +9,7 @@ import hashlib
 import itertools
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -229,6 +230,26 @@ def test_unreadable_subfolder_is_reported_by_prepare_and_predict(checkpoint, tmp
         by_path = {r["path"]: r for r in strict_json(out)}
         assert code == 0 and "cannot read this folder" in by_path[str(locked)]["error"]
         assert {Path(p).name for p in by_path} == {"0.jpg", "1.jpg", "locked"}
+    assert snapshot(tmp_path, tmp_path / "o") == before
+
+
+def test_unreadable_ffpp_folders_are_reported_not_taken_for_missing(ffpp_mini, tmp_path, capsys, monkeypatch):
+    root = tmp_path / "ff"
+    shutil.copytree(ffpp_mini, root)
+    (root / OUTPUT_MARKER).unlink()  # the copy is an input here
+    videos = root / "manipulated_sequences/FaceSwap/c23/videos"
+    masks = root / "manipulated_sequences/NeuralTextures/masks/videos"
+    before = snapshot(tmp_path, tmp_path / "o")
+    with unreadable(videos, monkeypatch), unreadable(masks, monkeypatch):
+        code, out, err = run_cli(["prepare", "--ffpp", root, "--out", tmp_path / "o", "--methods",
+                                  "FaceSwap,NeuralTextures", "--frames", "1", "--size", "32"], capsys)
+    assert code == 0, err
+    rows = assert_index_resolves(tmp_path / "o/index.csv")
+    assert {r["method"] for r in rows} == {"original", "NeuralTextures"} and not any(r["mask_path"] for r in rows)
+    skipped = skipped_rows(tmp_path / "o")
+    for folder in (videos, masks):
+        assert "cannot read this folder" in skipped[str(folder)] and "chmod" in skipped[str(folder)]
+    assert "FaceSwap: no videos" not in out and "NeuralTextures: no mask videos" not in out  # not "download"
     assert snapshot(tmp_path, tmp_path / "o") == before
 
 
