@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 
 from .faces import FaceDetector, face_track, square_box
 from .index import FRACTIONS, SPLITS, link_groups, split_groups, write_index
-from .io import (IMAGE_EXTS, BadInputError, SkipLog, atomic_path, check_positive, list_files, make_out_dir,
-                 read_image, remove_stale_temp, safe_stem, save_image, short_hash)
+from .io import (IMAGE_EXTS, BadInputError, SkipLog, atomic_path, check_positive, file_id, list_files,
+                 make_out_dir, read_image, remove_stale_temp, safe_stem, save_image, short_hash)
 from .tracks import FaceCheck, Track, choose_face, crop_row, load_track, reuse_track, save_track, settle
 from .video import read_frames
 from .workers import Workers, default_workers
@@ -411,9 +411,13 @@ def prepare_folder(root, out, size: int = 224) -> Path:
     root = Path(root)
     if not root.is_dir():
         raise BadInputError(f"{root}: no such folder; expected ROOT/<train|val|test>/<real|fake>/*.jpg")
+    aliases = {"train": ["train"], "val": ["val", "valid", "validation"], "test": ["test"]}
+    class_dirs = [root / n / c for names in aliases.values() for n in names for c in ("real", "fake")]
+    if file_id(out) is not None and file_id(out) in map(file_id, class_dirs):  # refused before anything is written
+        raise BadInputError(f"--out {out} is one of the input's class folders, so its images and the crops would "
+                            f"mix. Choose an --out outside {root}/<split>/<real|fake>/.")
     out = make_out_dir(out)
     remove_stale_temp(out)
-    aliases = {"train": ["train"], "val": ["val", "valid", "validation"], "test": ["test"]}
     skipped, rows = SkipLog(), []
     found_any = False
     for split, names in aliases.items():

@@ -198,8 +198,8 @@ def list_files(folder, exts, skipped=None, exclude=None) -> list[Path]:
     ``folder`` being ``exclude`` itself is a :class:`BadInputError`.
     """
     folder = Path(folder)
-    excluded = _file_id(exclude) if exclude is not None else None
-    if excluded is not None and _file_id(folder) == excluded:
+    excluded = file_id(exclude) if exclude is not None else None
+    if excluded is not None and file_id(folder) == excluded:
         raise BadInputError(f"{folder}: this is also the output folder, so its images and the outputs would "
                             "mix. Choose an output folder outside the input folder.")
     out = []
@@ -261,7 +261,7 @@ def _unusable_entry(path, err: OSError) -> str:
     return f"cannot open it ({err.strerror or err}); check its permissions or remove it."
 
 
-def _file_id(path):
+def file_id(path):
     """``(device, inode)`` of ``path`` (links followed), or None if it cannot be reached."""
     try:
         st = os.stat(path)

@@ -143,6 +143,25 @@ def test_prepare_skips_an_earlier_output_inside_the_input(sign, tmp_path, capsys
     assert snapshot(tmp_path, tmp_path / "o_res") == before
 
 
+@pytest.mark.parametrize("command", ["prepare", "demo-data", "predict"])
+def test_output_folder_that_is_the_input_is_refused(command, checkpoint, astronaut, tmp_path, capsys):
+    """--out (or --heatmap) naming the very folder whose images are read: a clear error, and
+    nothing written into the user's folder."""
+    ds = twelve_images(tmp_path / "ds")
+    face_photos(ds / "train/real", astronaut, n=3)
+    inside = ds / "train/real"
+    args = {"prepare": ["prepare", "--folder", ds, "--out", inside],
+            "demo-data": ["demo-data", "--faces", inside, "--out", inside],
+            "predict": ["predict", inside, "--checkpoint", checkpoint, "--heatmap", inside]}[command]
+    before = snapshot(tmp_path)
+    code, out, err = run_cli(args, capsys)
+    assert code == 1 and str(inside) in err and "mix" in err and "outside" in err
+    if command != "demo-data":  # demo-data makes its --out before reading: it leaves its marker there
+        assert snapshot(tmp_path) == before
+    else:
+        assert set(snapshot(tmp_path)) - set(before) == {str(inside / OUTPUT_MARKER)}
+
+
 def test_predict_skips_earlier_outputs_and_its_own_overlays(checkpoint, astronaut, tmp_path, capsys):
     photos = tmp_path / "photos"
     one_photo(photos, astronaut)
