@@ -421,7 +421,11 @@ def prepare_folder(root, out, size: int = 224) -> Path:
     skipped, rows = SkipLog(), []
     found_any = False
     for split, names in aliases.items():
-        sdir = next((root / n for n in names if (root / n).is_dir()), None)
+        try:
+            sdir = next((root / n for n in names if (root / n).is_dir()), None)
+        except OSError as e:  # ROOT itself cannot be entered
+            raise BadInputError(f"{root}: cannot read this folder ({e.strerror or e}). Make it readable "
+                                f"(chmod -R u+rX '{root}').") from None
         if sdir is None:
             continue
         for label, cls in ((0, "real"), (1, "fake")):

@@ -252,6 +252,38 @@ def test_unreadable_subfolder_is_reported_by_prepare_and_predict(checkpoint, tmp
     assert snapshot(tmp_path, tmp_path / "o") == before
 
 
+@pytest.mark.parametrize("where", ["split folder", "dataset root"])
+def test_folder_that_cannot_be_entered(where, tmp_path, capsys, monkeypatch):
+    """A folder without search permission: what is inside cannot even be looked at (``stat``
+    fails). Root may enter anything, so as root that refusal is simulated, in this process."""
+    ds = twelve_images(tmp_path / "ds")
+    closed = ds / "train" if where == "split folder" else ds
+    if os.geteuid() != 0:
+        closed.chmod(0o600)
+    else:
+        real = os.stat
+
+        def stat(path, *a, **k):
+            if os.path.dirname(os.path.abspath(path)) == str(closed):
+                raise PermissionError(13, "Permission denied", str(path))
+            return real(path, *a, **k)
+        monkeypatch.setattr(os, "stat", stat)
+    try:
+        code, out, err = run_cli(["prepare", "--folder", ds, "--out", tmp_path / "o", "--size", "16"], capsys)
+    finally:
+        monkeypatch.undo()
+        closed.chmod(0o755)
+    if where == "dataset root":
+        assert code == 1 and str(ds) in err and "cannot read this folder" in err and "chmod" in err
+        assert not (tmp_path / "o/index.csv").exists()
+        return
+    assert code == 0, err
+    assert len(assert_index_resolves(tmp_path / "o/index.csv")) == 8
+    skipped = skipped_rows(tmp_path / "o")
+    for cls in ("real", "fake"):
+        assert "cannot read this folder" in skipped[str(closed / cls)]
+
+
 def test_unreadable_ffpp_folders_are_reported_not_taken_for_missing(ffpp_mini, tmp_path, capsys, monkeypatch):
     root = tmp_path / "ff"
     shutil.copytree(ffpp_mini, root)
