@@ -25,6 +25,8 @@ MAX_SIDE = 4096  # larger images are downscaled on read; faces do not need more
 MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # ~179 MP: beyond this a file is refused as a decompression bomb
 TMP_MARK = ".dfctmp"  # temporary files are ``.<stem>.dfctmp<pid><suffix>``
 OUTPUT_MARKER = ".dfcourse-output"  # in every output folder: batch jobs never read such a folder as input
+# columns every index CSV has (a subset of index.COLUMNS, which builds on this module; a test checks)
+INDEX_KEY_COLUMNS = frozenset({"path", "label", "method", "video_id", "split"})
 
 
 class BadInputError(ValueError):
@@ -272,10 +274,8 @@ def file_id(path):
 
 def output_sign(folder) -> str | None:
     """What marks ``folder`` as a dfcourse output (so batch jobs never read it as input):
-    the marker file every output folder gets (:func:`make_out_dir`), or an index CSV with
-    the index's columns (outputs made before the marker); None for anything else."""
-    from .index import COLUMNS  # index.py builds on this module
-
+    the marker file every output folder gets (:func:`make_out_dir`), or an ``index.csv``
+    with an index's identifying columns (outputs made before the marker); None for anything else."""
     folder = Path(folder)
     try:
         if (folder / OUTPUT_MARKER).is_file():
@@ -284,7 +284,7 @@ def output_sign(folder) -> str | None:
             header = next(csv.reader(f), [])
     except (OSError, UnicodeDecodeError, csv.Error):
         return None
-    return "index.csv" if set(COLUMNS) <= set(header) else None
+    return "index.csv" if INDEX_KEY_COLUMNS <= set(header) else None
 
 
 class SkipLog:

@@ -120,6 +120,17 @@ def localizer(tmp_path_factory):
 
 # --------------------------------------------------------------------------- earlier outputs
 
+def test_an_index_is_recognised_as_an_output(tmp_path):
+    from dfcourse.index import write_index
+    from dfcourse.io import INDEX_KEY_COLUMNS, output_sign
+
+    assert INDEX_KEY_COLUMNS <= set(COLUMNS)
+    write_index([], tmp_path / "old/index.csv")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other/index.csv").write_text("path,label\nx.jpg,1\n")  # somebody else's index
+    assert output_sign(tmp_path / "old") == "index.csv" and output_sign(tmp_path / "other") is None
+
+
 @pytest.mark.parametrize("sign", ["marker and index", "index only", "marker only"])
 def test_prepare_skips_an_earlier_output_inside_the_input(sign, tmp_path, capsys):
     ds = twelve_images(tmp_path / "ds2")
