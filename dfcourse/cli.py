@@ -128,11 +128,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--checkpoint", help="detector checkpoint (default: the one notebook 02 saved, "
                    "runs/checkpoints/detector_latest.pt)")
     r.add_argument("--json", action="store_true", help="print JSON instead of lines")
-    r.add_argument("--heatmap", metavar="DIR", help="write a Grad-CAM overlay per face here")
+    r.add_argument("--heatmap", metavar="DIR", help="write a Grad-CAM overlay per face here (for a video, "
+                   "of its most suspicious frame)")
     r.add_argument("--frames", type=whole_number(1), default=16, help="frames sampled per video (default 16)")
     r.add_argument("--localize", action="store_true", help="also predict a manipulation map per face "
                    "(the notebook-04 localizer); with --heatmap its overlay is written too")
-    r.add_argument("--localizer", help="localizer checkpoint (default: runs/checkpoints/localizer_latest.pt)")
+    r.add_argument("--localizer", help="localizer checkpoint (default: runs/checkpoints/localizer_latest.pt); "
+                   "given alone, it implies --localize")
     r.add_argument("--device", default="auto")
     r.set_defaults(func=_predict)
 

@@ -100,7 +100,9 @@ def folder_identities(folder, detector, skipped: SkipLog, exclude=None) -> list[
     """Every image in ``folder`` with a detectable face becomes an identity, named by its
     file stem's letters and digits; when two files give one name (``with spaces.jpg`` and
     ``withspaces.jpg``) the later one gets a short hash of its path appended.
-    Files inside ``exclude`` (the output folder) are not read."""
+    Files inside ``exclude`` (the output folder) are not read; what cannot be used (an
+    earlier output folder, an unreadable folder, a link loop, an image too small for MTCNN,
+    no face) is listed in ``skipped``."""
     out, taken = [], set()
     folder = Path(folder)
     if not folder.is_dir():
@@ -108,7 +110,7 @@ def folder_identities(folder, detector, skipped: SkipLog, exclude=None) -> list[
     files = list_files(folder, IMAGE_EXTS, skipped, exclude=exclude)
     if not files:
         raise BadInputError(f"{folder}: no images (.jpg/.png/...) found. Point --faces at a folder "
-                            "of real face photos.")
+                            "of real face photos." + (f"\n{skipped.summary()}" if len(skipped) else ""))
     for p in tqdm(files, desc="real faces", leave=False):
         name = re.sub(r"[^A-Za-z0-9]", "", p.stem)[:40] or "face"
         if name in taken:
@@ -202,7 +204,8 @@ def build_demo(out, size: int = 128, frames_per_id: int = 3, seed: int = 0, face
     idents = (folder_identities(faces_dir, detector, skipped, exclude=out) if faces_dir
               else builtin_identities(detector, num_lfw))
     if len(idents) < 3:
-        raise BadInputError(f"only {len(idents)} usable faces; the demo needs at least 3 identities.")
+        raise BadInputError(f"only {len(idents)} usable faces; the demo needs at least 3 identities."
+                            + (f"\n{skipped.summary()}" if len(skipped) else ""))
     split = split_groups([i.name for i in idents], seed=seed)
     by_split = {s: [i for i in idents if split[i.name] == s] for s in ("train", "val", "test")}
     rows, crop_landmarks = [], {}

@@ -6,10 +6,14 @@ upload demo of notebooks/05_gradcam_analysis.ipynb.
 """
 from __future__ import annotations
 
+import itertools
+import math
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+
+from .io import BadInputError
 
 MARGIN = 1.3  # square crop side = 1.3 x the larger box side (FaceForensics++ get_boundingbox, scale=1.3)
 
@@ -36,6 +40,8 @@ class FaceDetector:
 
     Images of equal size go through MTCNN as one batch. Frames larger than
     ``max_side`` are downscaled for detection only; boxes come back in full-size pixels.
+    An image with a side under ``min_side`` (MTCNN's own minimum, :func:`mtcnn_min_side`)
+    is a :class:`~dfcourse.io.BadInputError` saying so, not an error from inside MTCNN.
     ``images_seen`` counts the images detection has run on (``prepare`` reports it).
     """
 
@@ -46,6 +52,7 @@ class FaceDetector:
         self.mtcnn = MTCNN(keep_all=True, device=device, min_face_size=min_face_size,
                            thresholds=list(thresholds), post_process=False)
         self.max_side, self.batch_size = max_side, batch_size
+        self.min_side = mtcnn_min_side(min_face_size)
         self.images_seen = 0
 
     def detect(self, images) -> list[list[Face]]:
@@ -57,6 +64,8 @@ class FaceDetector:
             if im.ndim != 3 or im.shape[2] != 3 or im.dtype != np.uint8:
                 raise ValueError(f"image {i}: expected RGB uint8 (H, W, 3), got {im.dtype} {im.shape}")
             by_shape.setdefault(im.shape, []).append(i)
+        for shape in by_shape:
+            self._check_size(shape[1], shape[0])
         for shape, idx in by_shape.items():
             scale = min(1.0, self.max_side / max(shape[:2]))
             for start in range(0, len(idx), self.batch_size):
@@ -68,6 +77,16 @@ class FaceDetector:
                         f.landmarks /= scale
                     results[i] = faces
         return results
+
+    def _check_size(self, w: int, h: int) -> None:
+        scale = min(1.0, self.max_side / max(w, h))
+        if min(round(w * scale), round(h * scale)) >= self.min_side:
+            return
+        need = f"needs >= {self.min_side} px a side"
+        if scale < 1:  # a long thin image: its long side is searched at max_side
+            need += (f", and a short side >= {math.ceil(self.min_side / scale)} px at this length, as it is "
+                     f"searched scaled to {self.max_side} px long")
+        raise BadInputError(f"image is {w}x{h} px: too small to find a face ({need}). Use a larger image.")
 
     def detect_one(self, image) -> list[Face]:
         return self.detect([image])[0]
@@ -85,6 +104,14 @@ class FaceDetector:
             faces = [Face(b[k].copy(), pt[k].copy(), float(p[k])) for k in range(len(b))]
             out.append(sorted(faces, key=lambda f: f.area, reverse=True))
         return out
+
+
+def mtcnn_min_side(min_face_size: int) -> int:
+    """The smallest image side MTCNN searches with ``min_face_size``: its first pyramid
+    level scales the image by 12 / min_face_size and needs 12 px; below that MTCNN fails
+    (``torch.cat(): expected a non-empty list``). tests/test_faces.py measures it."""
+    m = 12.0 / min_face_size
+    return next(s for s in itertools.count(1) if s * m >= 12)  # MTCNN's own arithmetic
 
 
 def _resize(im: np.ndarray, scale: float) -> np.ndarray:

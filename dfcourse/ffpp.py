@@ -29,8 +29,8 @@ from tqdm.auto import tqdm
 
 from .faces import FaceDetector, face_track, square_box
 from .index import FRACTIONS, SPLITS, link_groups, split_groups, write_index
-from .io import (IMAGE_EXTS, BadInputError, SkipLog, atomic_path, check_positive, list_files, make_out_dir,
-                 read_image, remove_stale_temp, safe_stem, save_image, short_hash)
+from .io import (IMAGE_EXTS, BadInputError, SkipLog, atomic_path, check_positive, file_id, list_files,
+                 make_out_dir, read_image, remove_stale_temp, safe_stem, save_image, short_hash)
 from .tracks import FaceCheck, Track, choose_face, crop_row, load_track, reuse_track, save_track, settle
 from .video import read_frames
 from .workers import Workers, default_workers
@@ -56,7 +56,9 @@ def resolve_methods(names) -> tuple[str, ...]:
 
 def discover(root, compression: str = "c23", methods=METHODS) -> dict:
     """Find the videos of an FF++ tree. Returns ``{"originals": {id: path},
-    "fakes": [(method, target, source, path, mask_path_or_None)]}``."""
+    "fakes": [(method, target, source, path, mask_path_or_None)], "absent_methods",
+    "methods_without_masks", "unreadable": [(folder, reason)]}`` (folders that exist but
+    cannot be listed: reported, not taken for absent)."""
     root = Path(root)
     orig_root = root / "original_sequences" / "youtube"
     if not orig_root.is_dir():
@@ -66,26 +68,46 @@ def discover(root, compression: str = "c23", methods=METHODS) -> dict:
         have = sorted(p.name for p in orig_root.iterdir() if p.is_dir())
         raise BadInputError(f"{orig_dir}: missing. Compressions present: {have or 'none'}; "
                             f"pass one of them with --compression.")
-    originals = {p.stem: p for p in sorted(orig_dir.glob("*.mp4"))}
+    unreadable = []
+    originals = {p.stem: p for p in _mp4s(orig_dir, unreadable)}
+    if unreadable:
+        raise BadInputError(f"{orig_dir}: {unreadable[0][1]}")
     if not originals:
         raise BadInputError(f"{orig_dir}: no .mp4 videos; {LAYOUT_HELP}.")
     fakes, absent, unmasked = [], [], []
     for method in methods:
         vdir = root / "manipulated_sequences" / method / compression / "videos"
         mdir = root / "manipulated_sequences" / method / "masks" / "videos"
-        found = []
-        for p in sorted(vdir.glob("*.mp4")):
+        found, before = [], len(unreadable)
+        masks = {p.name for p in _mp4s(mdir, unreadable) if p.is_file()}
+        for p in _mp4s(vdir, unreadable):
             parts = p.stem.split("_")
             if len(parts) != 2:
                 continue
-            mask = mdir / p.name
-            found.append((method, parts[0], parts[1], p, mask if mask.is_file() else None))
-        if not found:
+            found.append((method, parts[0], parts[1], p, mdir / p.name if p.name in masks else None))
+        readable = len(unreadable) == before  # an unreadable folder is reported as such, not as missing
+        if readable and not found:
             absent.append(method)
-        elif not any(f[4] for f in found):
+        elif readable and not any(f[4] for f in found):
             unmasked.append(method)
         fakes += found
-    return {"originals": originals, "fakes": fakes, "absent_methods": absent, "methods_without_masks": unmasked}
+    return {"originals": originals, "fakes": fakes, "absent_methods": absent, "methods_without_masks": unmasked,
+            "unreadable": unreadable}
+
+
+def _mp4s(folder, unreadable) -> list[Path]:
+    """The ``.mp4`` files in ``folder``, sorted; none if it does not exist. A folder that
+    exists but cannot be listed is added to ``unreadable`` with the reason and the fix."""
+    try:
+        with os.scandir(folder) as it:
+            names = sorted(e.name for e in it if e.name.endswith(".mp4"))
+    except (FileNotFoundError, NotADirectoryError):
+        return []
+    except OSError as e:
+        unreadable.append((folder, f"cannot read this folder ({e.strerror or e}), so its videos were not used. "
+                                   f"Make it readable (chmod -R u+rX '{folder}')."))
+        return []
+    return [Path(folder) / n for n in names]
 
 
 def describe_missing(found, compression: str = "c23") -> list[str]:
@@ -210,6 +232,8 @@ def prepare_ffpp(root, out, num_frames: int = 32, size: int = 224, compression: 
     detect_q, reuse_q, waiting = deque(), deque(), {}
     stats = Counter(dict.fromkeys(["frames", "resumed", "reused", "check_failed", "no_track"], 0))
     skipped = SkipLog()
+    for folder, reason in found["unreadable"]:
+        skipped.add(folder, reason)
 
     def state(job):  # what a finished video's done.json must match to be resumed
         return dict(format=2, num_frames=num_frames, size=size, source=job.source is not None,
@@ -379,24 +403,40 @@ def prepare_folder(root, out, size: int = 224) -> Path:
     resized square copies plus the index. ``val`` may also be called ``valid``/``validation``.
 
     Each crop is named after its file plus a short hash of its path inside the class folder,
-    so ``a.jpg`` and ``a.png`` (or ``s1/x.jpg`` and ``s2/x.jpg``) stay two crops. An output
-    folder inside ``ROOT`` is never read as input."""
+    so ``a.jpg`` and ``a.png`` (or ``s1/x.jpg`` and ``s2/x.jpg``) stay two crops. No output
+    folder inside ``ROOT`` is read as input: this run's ``out`` is left out, and an earlier
+    run's (and unreadable folders, link loops, ...) are skipped and listed in
+    ``skipped.csv`` (:func:`dfcourse.io.list_files`)."""
     size = check_positive("--size", size, 8)
     root = Path(root)
     if not root.is_dir():
         raise BadInputError(f"{root}: no such folder; expected ROOT/<train|val|test>/<real|fake>/*.jpg")
+    aliases = {"train": ["train"], "val": ["val", "valid", "validation"], "test": ["test"]}
+    class_dirs = [root / n / c for names in aliases.values() for n in names for c in ("real", "fake")]
+    if file_id(out) is not None and file_id(out) in map(file_id, class_dirs):  # refused before anything is written
+        raise BadInputError(f"--out {out} is one of the input's class folders, so its images and the crops would "
+                            f"mix. Choose an --out outside {root}/<split>/<real|fake>/.")
     out = make_out_dir(out)
     remove_stale_temp(out)
-    aliases = {"train": ["train"], "val": ["val", "valid", "validation"], "test": ["test"]}
     skipped, rows = SkipLog(), []
     found_any = False
     for split, names in aliases.items():
-        sdir = next((root / n for n in names if (root / n).is_dir()), None)
+        try:
+            sdir = next((root / n for n in names if (root / n).is_dir()), None)
+        except OSError as e:  # ROOT itself cannot be entered
+            raise BadInputError(f"{root}: cannot read this folder ({e.strerror or e}). Make it readable "
+                                f"(chmod -R u+rX '{root}').") from None
         if sdir is None:
             continue
         for label, cls in ((0, "real"), (1, "fake")):
             cdir = sdir / cls
-            files = list_files(cdir, IMAGE_EXTS, skipped, exclude=out) if cdir.is_dir() else []
+            try:
+                has_dir = cdir.is_dir()
+            except OSError as e:  # the split folder cannot be entered: report the class folder
+                has_dir = False
+                skipped.add(cdir, f"cannot read this folder ({e.strerror or e}), so none of its files were used. "
+                                  f"Make it readable (chmod -R u+rX '{sdir}').")
+            files = list_files(cdir, IMAGE_EXTS, skipped, exclude=out) if has_dir else []
             found_any |= bool(files)
             for p in tqdm(files, desc=f"{split}/{cls}", leave=False):
                 rel = p.relative_to(cdir).as_posix()

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import hashlib
 import os
 import re
+import stat
 import warnings
 from pathlib import Path
 
@@ -22,6 +24,9 @@ VIDEO_EXTS = {".mp4", ".avi", ".mov", ".mkv", ".webm"}
 MAX_SIDE = 4096  # larger images are downscaled on read; faces do not need more
 MAX_PIXELS = 2 * Image.MAX_IMAGE_PIXELS  # ~179 MP: beyond this a file is refused as a decompression bomb
 TMP_MARK = ".dfctmp"  # temporary files are ``.<stem>.dfctmp<pid><suffix>``
+OUTPUT_MARKER = ".dfcourse-output"  # in every output folder: batch jobs never read such a folder as input
+# columns every index CSV has (a subset of index.COLUMNS, which builds on this module; a test checks)
+INDEX_KEY_COLUMNS = frozenset({"path", "label", "method", "video_id", "split"})
 
 
 class BadInputError(ValueError):
@@ -72,8 +77,9 @@ def _alive(pid: int) -> bool:
 
 
 def make_out_dir(path, what: str = "--out") -> Path:
-    """Create the output folder ``path`` (and parents) and check it is writable, or raise
-    :class:`BadInputError` saying why: a file in the way, a read-only place, ..."""
+    """Create the output folder ``path`` (and parents), check it is writable and mark it
+    as an output (:data:`OUTPUT_MARKER`), or raise :class:`BadInputError` saying why: a
+    file in the way, a read-only place, ..."""
     if not str(path).strip():
         raise BadInputError(f"{what} is empty; give a folder path.")
     path = Path(path)
@@ -85,6 +91,10 @@ def make_out_dir(path, what: str = "--out") -> Path:
         probe = path / f"{TMP_MARK}{os.getpid()}.probe"
         probe.write_bytes(b"")
         probe.unlink()
+        marker = path / OUTPUT_MARKER
+        if not marker.is_file():
+            marker.write_text("Written by python -m dfcourse. A folder holding this file is an output: "
+                              "prepare, demo-data and predict never read it as input.\n")
     except OSError as e:
         raise BadInputError(f"{what} {path}: cannot create or write this folder "
                             f"({e.strerror or e}). Choose a writable folder.") from e
@@ -108,15 +118,6 @@ def safe_stem(stem: str, limit: int = 60) -> str:
     return re.sub(r"[^A-Za-z0-9_-]", "_", stem)[:limit] or "file"
 
 
-def is_inside(path, folder) -> bool:
-    """Whether ``path`` lies in ``folder`` (both resolved; symlinks followed)."""
-    try:
-        Path(path).resolve().relative_to(Path(folder).resolve())
-        return True
-    except ValueError:
-        return False
-
-
 def to_rgb_uint8(img: Image.Image) -> np.ndarray:
     """Any PIL image (grey, palette, RGBA, CMYK, 16-bit, float) as an RGB uint8 array."""
     if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
@@ -136,8 +137,12 @@ def to_rgb_uint8(img: Image.Image) -> np.ndarray:
 def read_image(path, max_side: int = MAX_SIDE) -> np.ndarray:
     """Read an image file as an RGB uint8 array (H, W, 3), honouring EXIF rotation."""
     path = Path(path)
-    if not path.is_file():
-        raise BadInputError(f"{path}: no such file. Check the path.")
+    try:
+        st = os.stat(path)
+    except OSError as e:  # missing, a dangling link, a link loop, a folder we may not enter
+        raise BadInputError(f"{path}: {_unusable_entry(path, e)}") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise BadInputError(f"{path}: not a file (a folder, device or pipe); give an image file.")
     try:
         with warnings.catch_warnings():
             # a legal large photo (e.g. 10000x9000) is fine: it is downscaled below; only
@@ -186,23 +191,100 @@ def save_image(path, arr: np.ndarray, quality: int = 95) -> Path:
 def list_files(folder, exts, skipped=None, exclude=None) -> list[Path]:
     """Files under ``folder`` (recursive) with one of ``exts``, sorted for determinism.
 
-    Our own temporary files and anything inside ``exclude`` (e.g. the output folder) are
-    left out. With a :class:`SkipLog`, names with one of ``exts`` that are not readable
-    files (dangling links, vanished files) are listed there instead of dropped silently.
+    Not read: our own temporary files, the folder ``exclude`` (the current output), any
+    sub-folder holding an earlier dfcourse output (:func:`output_sign`), and links to
+    folders (not followed). With a :class:`SkipLog`, everything left out that may have
+    been meant as input is listed there with the reason and the fix instead of vanishing:
+    earlier outputs, unreadable folders, links to folders, and names with one of ``exts``
+    that are not readable files (dangling links, link loops, vanished files).
+    ``folder`` being ``exclude`` itself is a :class:`BadInputError`.
     """
     folder = Path(folder)
+    excluded = file_id(exclude) if exclude is not None else None
+    if excluded is not None and file_id(folder) == excluded:
+        raise BadInputError(f"{folder}: this is also the output folder, so its images and the outputs would "
+                            "mix. Choose an output folder outside the input folder.")
     out = []
-    for p in sorted(folder.rglob("*")):
-        if p.suffix.lower() not in exts or TMP_MARK in p.name:
-            continue
-        if exclude is not None and is_inside(p, exclude):
-            continue
-        if p.is_file():
-            out.append(p)
-        elif skipped is not None and not p.is_dir():
-            why = "a dangling symbolic link" if p.is_symlink() else "missing or not a regular file"
-            skipped.add(p, f"{why}; restore the file it points to or remove the entry.")
+
+    def skip(p, why):
+        if skipped is not None:
+            skipped.add(p, why)
+
+    def walk(d):
+        try:
+            with os.scandir(d) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            skip(d, f"cannot read this folder ({e.strerror or e}), so none of its files were used. "
+                    f"Make it readable (chmod -R u+rX '{d}') or move it out of the input.")
+            return
+        for e in entries:
+            p = Path(d) / e.name
+            wanted = p.suffix.lower() in exts
+            if TMP_MARK in e.name:
+                continue
+            try:
+                st = os.stat(p)  # follows links
+            except OSError as err:
+                if wanted:
+                    skip(p, _unusable_entry(p, err))
+                continue
+            if stat.S_ISDIR(st.st_mode):
+                if (st.st_dev, st.st_ino) == excluded:
+                    continue  # the current output folder: never input, nothing to report
+                if e.is_symlink():
+                    skip(p, "a link to a folder; links to folders are not followed. Copy or move that "
+                            "folder here, or pass it as an input of its own.")
+                    continue
+                sign = output_sign(p)
+                if sign:
+                    skip(p, f"an earlier dfcourse output folder (it holds {sign}); its files are not read as "
+                            "input. Move it out of the input folder or delete it.")
+                    continue
+                walk(p)
+            elif wanted and stat.S_ISREG(st.st_mode):
+                out.append(p)
+            elif wanted:
+                skip(p, "not a regular file (a device, pipe or socket); replace it with an image file or remove it.")
+
+    walk(folder)
     return out
+
+
+def _unusable_entry(path, err: OSError) -> str:
+    """Why ``path`` cannot be opened (``err`` from ``os.stat``), with the fix."""
+    if err.errno == errno.ELOOP:
+        return ("a symbolic link loop (the link leads back to itself); point it at a real file or remove it.")
+    if os.path.islink(path):
+        return ("a dangling symbolic link (no such file at its target); restore the file it points to or "
+                "remove the link.")
+    if err.errno == errno.ENOENT:
+        return "no such file. Check the path."
+    return f"cannot open it ({err.strerror or err}); check its permissions or remove it."
+
+
+def file_id(path):
+    """``(device, inode)`` of ``path`` (links followed), or None if it cannot be reached."""
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    return st.st_dev, st.st_ino
+
+
+def output_sign(folder) -> str | None:
+    """What marks ``folder`` as a dfcourse output (so batch jobs never read it as input):
+    the marker file every output folder gets (:func:`make_out_dir`), or an ``index.csv``
+    with an index's identifying columns (outputs made before the marker); None for anything else."""
+    folder = Path(folder)
+    try:
+        if (folder / OUTPUT_MARKER).is_file():
+            return OUTPUT_MARKER
+        with open(folder / "index.csv", newline="") as f:
+            header = next(csv.reader(f), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return None
+    return "index.csv" if INDEX_KEY_COLUMNS <= set(header) else None
 
 
 class SkipLog:
