@@ -14,7 +14,7 @@ import numpy as np
 from IPython.display import display
 
 from . import viz
-from .io import to_rgb_uint8
+from .io import BadInputError, to_rgb_uint8
 from .metrics import dice, mask_iou, pointing_game
 
 
@@ -141,7 +141,10 @@ def handle_upload(content: bytes, name: str, predictor, max_faces: int = 4, abou
             image = to_rgb_uint8(img)
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
         return None, f"{name}: not an image I can read ({e.__class__.__name__}). Upload a JPG or PNG photo."
-    faces = predictor.predict_image(image, with_heatmap=True)
+    try:
+        faces = predictor.predict_image(image, with_heatmap=True)
+    except BadInputError as e:  # e.g. a thumbnail too small to find a face in
+        return None, f"{name}: {e}"
     if not faces:
         return None, f"{name}: no face found. Try a photo where a face is clearly visible and at least ~40 px wide."
     faces = faces[:max_faces]

@@ -57,6 +57,8 @@ def test_upload_handler_face_noface_and_non_image(predictor, astronaut):
     assert fig is None and "no face found" in msg
     fig, msg = handle_upload(b"%PDF-1.4 not a photo", "doc.pdf", predictor)
     assert fig is None and "doc.pdf: not an image" in msg
+    fig, msg = handle_upload(_png(astronaut[:12, :12]), "thumb.png", predictor)  # a thumbnail: a message, no raise
+    assert fig is None and "thumb.png" in msg and "too small" in msg
     grey16 = Image.fromarray((astronaut.mean(-1) * 257).astype(np.uint16))
     buf = io.BytesIO()
     grey16.save(buf, format="PNG")
