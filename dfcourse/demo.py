@@ -196,6 +196,9 @@ def build_demo(out, size: int = 128, frames_per_id: int = 3, seed: int = 0, face
     so no identity crosses splits. ``video_id`` is the target identity.
     """
     size, frames_per_id = check_positive("--size", size, 16), check_positive("--frames", frames_per_id)
+    if faces_dir and Path(faces_dir).resolve() == Path(out).resolve():  # refused before anything is written
+        raise BadInputError(f"{faces_dir}: this is also the output folder, so its images and the outputs would "
+                            "mix. Choose an output folder outside the input folder.")
     out = make_out_dir(out)
     remove_stale_temp(out)
     rng = np.random.default_rng(seed)
