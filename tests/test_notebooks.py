@@ -87,6 +87,7 @@ def student_notebooks(tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.rerun
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_student_edition_runs_with_only_the_checks_failing(path, student_notebooks, course_home, tmp_path,
                                                            monkeypatch):
@@ -113,6 +114,7 @@ def test_student_edition_runs_with_only_the_checks_failing(path, student_noteboo
 
 
 @pytest.mark.slow
+@pytest.mark.rerun
 def test_nbgrader_validate_on_notebook01(student_notebooks, course_home):
     """What a student's Validate button says about the real notebook 01: unsolved, every
     check fails (its 3 tests, and its 2 written answers are still unanswered); the
