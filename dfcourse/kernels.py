@@ -280,6 +280,15 @@ class WatchedClient(NotebookClient):
             self._failed = True
             raise CellTimeoutError(f"{e}\n{self.report(cell, f'cell {cell_index} timed out')}") from e
 
+    async def async_wait_for_reply(self, msg_id, cell=None):
+        try:
+            return await super().async_wait_for_reply(msg_id, cell)
+        except (DeadKernelError, CellTimeoutError) as e:
+            if cell is not None:  # a cell's own reply: async_execute_cell reports
+                raise
+            self._failed = True
+            raise type(e)(f"{e}\n{self.report(None, 'the kernel did not answer kernel_info')}") from e
+
     async def _async_handle_timeout(self, timeout, cell=None):
         self._stack = self.dump_stacks()
         return await super()._async_handle_timeout(timeout, cell)

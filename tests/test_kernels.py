@@ -53,3 +53,12 @@ def test_exit_descriptions():
     assert exit_description(-9) == "killed by signal 9 (SIGKILL)"
     assert exit_description(-11) == "killed by signal 11 (SIGSEGV)"
     assert exit_description(1) == "exited with code 1"
+
+
+def test_the_course_report_names_how_the_kernel_ended():
+    from dfcourse.runner import _headline
+
+    died = DeadKernelError("Kernel died\n--- the kernel died in cell 12: kernel pid 7 killed by signal 9 (SIGKILL)\n"
+                           "peak RSS: kernel 2034 MB\nkernel stderr/stdout, last 1 lines:\nsomething else")
+    assert _headline(died) == "the kernel died in cell 12: kernel pid 7 killed by signal 9 (SIGKILL)"
+    assert _headline(RuntimeError("Traceback ...\nValueError: boom")) == "ValueError: boom"
