@@ -62,3 +62,18 @@ def test_the_course_report_names_how_the_kernel_ended():
                            "peak RSS: kernel 2034 MB\nkernel stderr/stdout, last 1 lines:\nsomething else")
     assert _headline(died) == "the kernel died in cell 12: kernel pid 7 killed by signal 9 (SIGKILL)"
     assert _headline(RuntimeError("Traceback ...\nValueError: boom")) == "ValueError: boom"
+
+
+def test_a_stack_without_the_cell_says_the_kernel_is_not_running_it():
+    from nbformat.v4 import new_code_cell
+
+    from dfcourse.kernels import _cell_file, _cell_lines
+
+    cell = new_code_cell("import time\ntime.sleep(5)")
+    idle = ('Current thread 0x01 (most recent call first):\n  File "/usr/lib/python3.11/selectors.py", line 468 in select\n'
+            '  File "/usr/lib/python3.11/asyncio/base_events.py", line 1884 in _run_once\n')
+    assert "no thread of the kernel is running this cell" in _cell_lines(cell, idle)
+    busy = f'Current thread 0x01 (most recent call first):\n  File "/tmp/ipykernel_42/{_cell_file(cell.source)}", ' \
+           'line 2 in <module>\n' + idle
+    assert "running line 2 of the cell (in <module>): time.sleep(5)" in _cell_lines(cell, busy)
+    assert "no thread" not in _cell_lines(cell, busy)
