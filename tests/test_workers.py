@@ -31,3 +31,26 @@ def test_loader_workers_start_from_a_fork_server_on_one_thread():
     assert parent != os.getpid(), "the worker was forked from the training process"
     assert (cv_threads, torch_threads, dumps) == (1, 1, 1)
     assert "multiprocessing_context" not in loader_options(TrainConfig(device="cpu"))  # no workers: nothing started
+
+
+def test_demo_views_render_in_a_worker_as_in_the_training_process():
+    """Workers receive the training set pickled (no fork): notebook 02/04's online demo views
+    must travel, and render the same images in a worker as in the main process."""
+    import cv2
+    import numpy as np
+
+    from dfcourse.demo import CANONICAL_LANDMARKS, DemoViews, Identity
+    from dfcourse.selfblend import EpochConcat
+    from dfcourse.train import TrainConfig, loader_options
+
+    rng = np.random.default_rng(0)
+    idents = []
+    for k in range(2):
+        img = cv2.GaussianBlur(rng.uniform(0, 255, (96, 96, 3)).astype(np.float32), (0, 0), 6).astype(np.uint8)
+        idents.append(Identity(f"id{k}", img, CANONICAL_LANDMARKS * 48 + 24, np.array([19, 19, 77, 77])))
+    views = EpochConcat([DemoViews(idents, 32, views=1, seed=3)])
+    views.epoch = 2  # set in the main process, as fit() does before each epoch's loader
+    options = loader_options(TrainConfig(device="cpu", num_workers=1))
+    (x, y, index) = next(iter(DataLoader(views, batch_size=len(views), **options)))
+    here = torch.stack([views[i][0] for i in range(len(views))])
+    assert torch.equal(x, here) and index.tolist() == list(range(len(views)))
