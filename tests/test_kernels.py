@@ -24,7 +24,7 @@ def test_a_kernel_killed_with_sigkill_shows_the_signal_peak_rss_and_cell(tmp_pat
                     "time.sleep(2)  # the watcher samples twice a second\n"
                     "os.kill(os.getpid(), signal.SIGKILL)")
     with pytest.raises(DeadKernelError) as info:
-        execute(path, tmp_path / "out.ipynb", timeout=120, cwd=tmp_path)
+        execute(path, tmp_path / "out.ipynb", timeout=120, cwd=tmp_path, log_dir=tmp_path / "log")
     message = str(info.value)
     assert "the kernel died in cell 1" in message and "killed by signal 9 (SIGKILL)" in message, message
     peak = re.search(r"peak RSS: kernel (\d+) MB", message)
@@ -39,12 +39,18 @@ def test_a_kernel_killed_with_sigkill_shows_the_signal_peak_rss_and_cell(tmp_pat
 def test_a_cell_that_sleeps_past_the_timeout_shows_its_stack(tmp_path):
     path = notebook(tmp_path, "x = 1", "import time\n\n\ndef wait():\n    time.sleep(120)\n\n\nwait()")
     with pytest.raises(CellTimeoutError) as info:
-        execute(path, timeout=3, cwd=tmp_path)
+        execute(path, timeout=3, cwd=tmp_path, log_dir=tmp_path / "log")
     message = str(info.value)
     assert "cell 1 timed out" in message and "is still alive" in message, message
     assert "running line 5 of the cell (in wait): time.sleep(120)" in message, message
     assert "running line 8 of the cell (in <module>): wait()" in message, message
     assert "Current thread" in message and "in run_cell" in message  # faulthandler's dump of the kernel
+
+
+def test_allow_errors_runs_on_past_a_failing_cell(tmp_path):
+    nb = execute(notebook(tmp_path, "raise ValueError('unsolved')", "print('after')"), timeout=60, cwd=tmp_path,
+                 allow_errors=True)
+    assert nb.cells[0].outputs[0]["ename"] == "ValueError" and nb.cells[1].outputs[0]["text"] == "after\n"
 
 
 def test_exit_descriptions():
