@@ -12,13 +12,15 @@ included) every time. ``--hog K`` starts K busy processes at normal priority for
 
 Per run it prints the status (ok / DIED / STALLED / error), wall time, the kernel's peak RSS
 and its workers'; at the end a table per notebook, and every failure's full report (signal,
-memory, stacks, stderr) in ``--out`` (default: a folder under the course folder, kept).
+memory, stacks, stderr) in ``--out`` (default: a folder under the course folder, which is removed after a clean run
+unless ``--home`` or ``--out`` was given).
 Minutes per run on a 2-core CPU: expect ~20-40 min for ``--runs 20`` per notebook, more under a hog.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -124,7 +126,12 @@ def main(argv=None):
     print(format_table(["notebook", "runs", "ok", "died", "stalled", "error", "median s", "max s",
                         "peak RSS MB", "workers MB"], rows))
     print(f"(hog: {args.hog} busy process(es) on {os.cpu_count()} cores; per-cell timeout {args.timeout} s)")
-    return 0 if all(r["status"] == "ok" for r in results) else 1
+    ok = all(r["status"] == "ok" for r in results)
+    if ok and not (args.home or args.out):
+        shutil.rmtree(home, ignore_errors=True)  # a temporary course folder, nothing to read in it
+    else:
+        print(f"kept: {home}" + (f" (reports in {out})" if not ok else ""))
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":
