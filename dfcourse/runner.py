@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .index import format_table
 from .io import atomic_path
+from .kernels import WatchedClient
 
 
 def record(course, **metrics) -> None:
@@ -30,8 +31,6 @@ def execute(path, out_path=None, timeout: int = 600, cwd=None, kernel_name: str 
     ``allow_errors``). A kernel that dies or a cell that times out raises nbclient's
     ``DeadKernelError`` / ``CellTimeoutError`` with the cause (:mod:`dfcourse.kernels`)."""
     import nbformat
-
-    from .kernels import WatchedClient
 
     nb = nbformat.read(path, as_version=4)
     client = WatchedClient(nb, log_dir=log_dir, timeout=timeout, kernel_name=kernel_name, allow_errors=allow_errors,
