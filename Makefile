@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.dfcourse-installed
 
-.PHONY: setup course test test-fast lint lab bench clean-data student grade need-submissions
+.PHONY: setup course test test-all test-fast lint lab bench clean-data student grade need-submissions
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,8 +24,13 @@ course: setup
 lint: setup
 	$(BIN)/ruff check dfcourse tests benchmarks notebooks
 
-## Static checks, then the whole test suite, notebooks included.
+## Static checks, then the test suite, each notebook executed once (quick mode, instructor edition).
 test: lint
+	$(BIN)/python -m pytest -m "not rerun"
+
+## Everything `make test` runs, then (same session, reloading its runs) the notebooks again: student
+## edition, nbgrader validate, JupyterLab in a browser (tests marked rerun). What .ci/run runs.
+test-all: lint
 	$(BIN)/python -m pytest
 
 ## Everything but the notebook executions and other slow tests.

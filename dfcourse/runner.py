@@ -12,6 +12,7 @@ from pathlib import Path
 
 from .index import format_table
 from .io import atomic_path
+from .kernels import WatchedClient
 
 
 def record(course, **metrics) -> None:
@@ -23,15 +24,17 @@ def record(course, **metrics) -> None:
         tmp.write_text(json.dumps(data, indent=2, default=str))
 
 
-def execute(path, out_path=None, timeout: int = 600, cwd=None, kernel_name: str = "python3"):
+def execute(path, out_path=None, timeout: int = 600, cwd=None, kernel_name: str = "python3",
+            allow_errors: bool = False, log_dir=None):
     """Run one notebook top to bottom with nbclient; returns the executed notebook.
-    Raises ``nbclient.exceptions.CellExecutionError`` on the first failing cell."""
+    Raises ``nbclient.exceptions.CellExecutionError`` on the first failing cell (unless
+    ``allow_errors``). A kernel that dies or a cell that times out raises nbclient's
+    ``DeadKernelError`` / ``CellTimeoutError`` with the cause (:mod:`dfcourse.kernels`)."""
     import nbformat
-    from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name,
-                            resources={"metadata": {"path": str(cwd or Path(path).parent)}})
+    client = WatchedClient(nb, log_dir=log_dir, timeout=timeout, kernel_name=kernel_name, allow_errors=allow_errors,
+                           resources={"metadata": {"path": str(cwd or Path(path).parent)}})
     try:
         client.execute()
     finally:
@@ -59,13 +62,23 @@ def run_course(root, notebooks=None, out_dir=None, timeout: int = 900) -> list[d
         try:
             execute(nb_path, out_dir / nb_path.name, timeout=timeout)
         except Exception as e:  # report and go on to the next notebook
-            error = str(e).strip().splitlines()[-1][:200] if str(e).strip() else e.__class__.__name__
+            error = _headline(e)
         info = json.loads(summary.read_text()) if summary.exists() else {}
         results.append({"notebook": name, "status": "FAIL" if error else "pass",
                         "seconds": round(time.time() - t0, 1), "error": error, **info})
         print(f"   {results[-1]['status']} in {results[-1]['seconds']} s" + (f": {error}" if error else ""))
     write_report(results, root / "runs" / "report.md")
     return results
+
+
+def _headline(e: Exception) -> str:
+    """One line for the report: a cell error's last line (the exception), or for a dead or
+    stalled kernel the line saying how it ended (:mod:`dfcourse.kernels`)."""
+    lines = [ln.strip() for ln in str(e).strip().splitlines() if ln.strip()]
+    if not lines:
+        return e.__class__.__name__
+    cause = next((ln.lstrip("- ") for ln in lines if ln.startswith("--- ")), None)
+    return (cause or lines[-1])[:200]
 
 
 HEADLINE_SKIP = {"notebook", "status", "seconds", "error", "mode", "reason", "device", "weights"}

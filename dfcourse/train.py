@@ -28,6 +28,7 @@ from tqdm import tqdm  # text bars: they also read cleanly in executed (nbconver
 
 from .io import atomic_path
 from .runs import fingerprint, run_folder, run_identity
+from .workers import init_loader_worker, loader_context
 
 
 @dataclass
@@ -81,13 +82,18 @@ def _to(batch, device, channels_last):
 def loader_options(cfg_or_device, num_workers: int = -1) -> dict:
     """DataLoader workers and pinned memory: on a GPU, decoding and augmenting in worker
     processes (up to 8, one core left) and pinned host memory keep the GPU fed; on a CPU
-    the main process does it (workers would only compete with training for the cores)."""
+    the main process does it (workers would only compete with training for the cores),
+    unless ``num_workers`` asks for some. Workers start from a fork server, never as forks
+    of this multi-threaded process, on one thread each (:mod:`dfcourse.workers`)."""
     device = str(getattr(cfg_or_device, "device", cfg_or_device))
     workers = getattr(cfg_or_device, "num_workers", num_workers)
     cuda = device.startswith("cuda")
     if workers < 0:
         workers = min(8, max(1, (os.cpu_count() or 2) - 1)) if cuda else 0
-    return {"num_workers": workers, "pin_memory": cuda, "persistent_workers": workers > 0}
+    options = {"num_workers": workers, "pin_memory": cuda, "persistent_workers": workers > 0}
+    if workers > 0:
+        options.update(multiprocessing_context=loader_context(), worker_init_fn=init_loader_worker)
+    return options
 
 
 def _autocast(cfg):

@@ -34,6 +34,7 @@ RENDER_TIMEOUT = 180  # s for one re-render of the explorer under load
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.rerun,  # executes notebooks 04 and 05 again: `make test-all`, not `make test`
     pytest.mark.skipif(not CHROMIUM.exists(), reason="no /usr/bin/chromium: install Debian's chromium package "
                        "(apt-get install chromium; .ci/run does) to run the browser tests"),
 ]
