@@ -35,8 +35,10 @@ class PerturbedFaces(Dataset):
     ``kinds`` x ``levels`` of the suite."""
 
     def __init__(self, rows, size: int, cell=("none", None), shifted: bool = False, seed: int = 0,
-                 kinds=perturb.KINDS, levels=perturb.LEVELS, maps: bool = False, target: str = "residual"):
+                 kinds=perturb.KINDS, levels=perturb.LEVELS, maps: bool = False, target: str = "residual",
+                 images=None):
         self.rows, self.size, self.cell, self.shifted, self.seed = list(rows), size, cell, shifted, seed
+        self.images = images  # the rows' crops, already read (the suite reads them once for all its cells)
         self.kinds, self.levels, self.maps, self.target = tuple(kinds), tuple(levels), maps, target
 
     def __len__(self):
@@ -56,7 +58,8 @@ class PerturbedFaces(Dataset):
     def face(self, i) -> np.ndarray:
         """Item ``i``'s face crop (RGB uint8, stored size) under its change."""
         kind, param = self.change(i)
-        return perturb.apply(read_image(self.rows[i]["path"]), kind, param, seed=self.seed * 100_003 + i)
+        img = self.images[i] if self.images is not None else read_image(self.rows[i]["path"])
+        return perturb.apply(img, kind, param, seed=self.seed * 100_003 + i)
 
     def __getitem__(self, i):
         img = Image.fromarray(self.face(i))
@@ -79,9 +82,11 @@ def detector_suite(net, rows, size: int, cells=None, batch_size: int = 64, devic
     (:func:`dfcourse.perturb.cells`). Rows of the result: ``cell``, ``kind``, ``param``, ``level``
     (0 for clean and the extras), ``auc``."""
     y = [int(r["label"]) for r in rows]
+    images = [read_image(r["path"]) for r in rows]
     out = []
     for label, kind, param in tqdm(cells or perturb.cells(), desc="perturbations", leave=False):
-        probs = predict_probs(net, PerturbedFaces(rows, size, (kind, param), seed=seed), batch_size, device)
+        probs = predict_probs(net, PerturbedFaces(rows, size, (kind, param), seed=seed, images=images), batch_size,
+                              device)
         out.append({"cell": label, "kind": kind, "param": param, "level": _level(kind, param), "auc": _auc(y, probs)})
     return out
 
@@ -92,9 +97,11 @@ def localizer_suite(net, rows, size: int, cells=None, threshold: float = 0.5, ba
     false-positive area at ``threshold`` over reals, image AUC of its logit."""
     y = [int(r["label"]) for r in rows]
     gts = [g if g is not None else np.zeros((size, size), np.float32) for g in (load_map(r, size, target) for r in rows)]
+    images = [read_image(r["path"]) for r in rows]
     out = []
     for label, kind, param in tqdm(cells or perturb.cells(), desc="perturbations", leave=False):
-        probs, maps = predict_maps(net, PerturbedFaces(rows, size, (kind, param), seed=seed), batch_size, device)
+        probs, maps = predict_maps(net, PerturbedFaces(rows, size, (kind, param), seed=seed, images=images),
+                                   batch_size, device)
         m = localization_metrics(maps, gts, y, image_scores=probs, threshold=threshold)
         out.append({"cell": label, "kind": kind, "param": param, "level": _level(kind, param),
                     "pixel_auc": m["pixel_auc"], "iou": m["iou"], "fp_area_real": m["fp_area_real"],
