@@ -82,13 +82,16 @@ def test_views_give_notebook04s_residual_target():
 
     ds = DemoViews(identities(), 48, views=1, masks=True, target="residual", augment_ops=())
     assert ds.identity()["target"] == "residual"
-    for i in range(6):
+    nonempty = []
+    for i in range(len(ds)):
         _, y, m, _ = ds[i]
         fake, label, _, _, src = ds._render(i)
         small = [np.asarray(Image.fromarray(a).resize((48, 48), Image.BILINEAR)) for a in (fake, src)]
         want = residual_target(*small) if label else np.zeros((48, 48), np.float32)
         assert float(y) == label and np.array_equal(m[0].numpy(), want)
-        assert (want.sum() > 0) == bool(label)
+        if label:  # a fake whose cues are all weak can fall under the threshold (notebook 04 counts those)
+            nonempty.append(want.sum() > 0)
+    assert any(nonempty), "no fake has a residual target"
     with pytest.raises(ValueError, match="target"):
         DemoViews(identities(), 48, target="blend")
 
