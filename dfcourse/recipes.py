@@ -24,6 +24,7 @@ from .demo import IDENTITIES_FILE, DemoViews, demo_identities
 from .experiments import balance, run_detector
 from .index import read_index
 from .localization import LocalizationDataset, MesoLocalizer, ResNetLocalizer, make_loss
+from .robustness import THRESHOLD_RULE, choose, shifted_sets
 from .selfblend import EpochConcat, SelfBlendDataset, auc_by_family, real_landmarks, training_set
 from .train import TrainConfig, fit, predict_probs
 
@@ -226,8 +227,6 @@ def baseline_detector(course, splits, **params):
     without the held-out family, and the one with the highest *shifted* validation AUC
     (:func:`dfcourse.robustness.shifted_sets`) kept. ``splits`` are the index's splits.
     Returns ``(net, meta)``."""
-    from .robustness import choose, shifted_sets
-
     p = _params(NB02, params)
     family = held_out_family({r["method"] for rows in splits.values() for r in rows}, p["held_out"])
     train_splits = without_family(splits, family)
@@ -244,8 +243,6 @@ def detector_meta(result) -> dict:
     meta = {"name": result["name"], "size": result["size"], "run_dir": str(result["run_dir"]),
             "val_auc": result["val"]["frame"]["auc"]}
     if "shifted_val_auc" in result:
-        from .robustness import THRESHOLD_RULE
-
         meta.update(shifted_val_auc=result["shifted_val_auc"], threshold=result["threshold"],
                     threshold_rule=THRESHOLD_RULE)
     return meta

@@ -26,7 +26,7 @@ def test_notebook_02_full_mode_on_a_faces_folder(tmp_path, monkeypatch):
         if k < 3:
             save_image(faces / f"person{k:02d}_mirrored.jpg", np.ascontiguousarray(img[:, ::-1]))
     index = build_demo(tmp_path / "faces_demo", size=64, frames_per_id=2, faces_dir=faces)
-    train = read_index(index, split="train")
+    train = [r for r in read_index(index, split="train") if r["method"] != "rerender"]  # HELD_OUT = "auto"
     monkeypatch.setenv("DFCOURSE_HOME", str(tmp_path / "home"))
     monkeypatch.delenv("DFCOURSE_QUICK", raising=False)
     nb_path = with_parameters(NOTEBOOK, tmp_path / NOTEBOOK.name, DATA_ROOT=str(index), SIZE=80, NUM_EPOCHS=1,
@@ -40,6 +40,7 @@ def test_notebook_02_full_mode_on_a_faces_folder(tmp_path, monkeypatch):
     assert f"Meso-4 rows: all {len(train)} training faces ({n_real} real)" in text  # no demo views on a folder
     assert "meso4-scratch+SB" in text and "meso4-scratch+views" not in text
     assert "inception-full" in text  # full mode: the InceptionResnetV1 rows too
+    assert "held out of training: rerender" in text and "shifted validation picks" in text
     table = text[text.index("reals + self-blends only: Meso-4, random init, full mode"):]
     for family, seen in (("rerender", "unseen"), ("selfblend", "like it"), ("swap", "unseen")):
         line = next(ln for ln in table.splitlines() if ln.startswith(family))
