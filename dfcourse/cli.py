@@ -13,6 +13,7 @@ from .ffpp import prepare_ffpp, prepare_folder
 from .grading import course_notebooks, grade, student_edition
 from .io import BadInputError
 from .sandbox import Limits
+from .shards import grade_workers, merge, parse_shard
 from .runner import run_course
 
 
@@ -86,13 +87,29 @@ def _student(args) -> int:
 
 
 def _grade(args) -> int:
+    if args.merge:
+        rows = merge(args.merge, args.out)
+        print(f"grades: {Path(args.out) / 'grades.csv'} ({len(rows)} rows from {len(args.merge)} slices); "
+              f"feedback: {Path(args.out) / 'feedback'}/<student>/; gradebook: {Path(args.out) / 'nbgrader'}/")
+        return 0
+    if not args.submissions:
+        print("grade: name the submissions folder DIR (DIR/<student>/<notebook>.ipynb), or --merge DIR...",
+              file=sys.stderr)
+        return 2
     if not Path(args.submissions).is_dir():
         print(f"grade: {args.submissions} is not a folder of DIR/<student>/<notebook>.ipynb", file=sys.stderr)
         return 2
     notebooks = args.notebooks or course_notebooks()
-    limits = Limits(memory_gb=args.memory_gb, cpu_s=args.cpu_s)
-    rows = grade(args.submissions, args.out, notebooks, timeout=args.timeout, share_data=not args.no_shared_data,
-                 sandbox=not args.unsafe_no_sandbox, limits=limits)
+    options = dict(timeout=args.timeout, share_data=not args.no_shared_data, sandbox=not args.unsafe_no_sandbox,
+                   limits=Limits(memory_gb=args.memory_gb, cpu_s=args.cpu_s))
+    if args.workers > 1:
+        if args.shard:
+            print("grade: give --workers or --shard, not both", file=sys.stderr)
+            return 2
+        rows = grade_workers(args.submissions, args.out, notebooks, args.workers, **options)
+    else:
+        rows = grade(args.submissions, args.out, notebooks, shard=parse_shard(args.shard) if args.shard else (1, 1),
+                     **options)
     print(f"grades: {Path(args.out) / 'grades.csv'} ({len(rows)} rows); "
           f"feedback: {Path(args.out) / 'feedback'}/<student>/")
     return 0
@@ -169,7 +186,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "that sees only the Python environment, the demo data and that student's own files; writes OUT/grades.csv and "
                        "OUT/feedback/<student>/*.html. Manually graded answers stay for nbgrader's formgrader "
                        "(its course folder is OUT/nbgrader).")
-    g.add_argument("submissions", metavar="DIR", help="DIR/<student>/<notebook>.ipynb")
+    g.add_argument("submissions", metavar="DIR", nargs="?", help="DIR/<student>/<notebook>.ipynb")
     g.add_argument("--notebooks", nargs="+", help="instructor notebooks (default: notebooks/NN_*.ipynb)")
     g.add_argument("--out", default="grades", help="output folder (default grades/)")
     g.add_argument("--timeout", type=whole_number(1), default=600, help="per-cell timeout in seconds (default 600)")
@@ -182,6 +199,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--unsafe-no-sandbox", action="store_true",
                    help="run the students' code as yourself, with your files (only where bwrap cannot run, "
                    "for submissions you trust); the CSV's mode column says so on every row")
+    g.add_argument("--workers", type=whole_number(1), default=1, metavar="N",
+                   help="grade N students at once (each worker its own nbgrader folder and gradebook, merged at the end)")
+    g.add_argument("--shard", metavar="i/N", help="grade only the i-th of N slices of the class (one job of a "
+                   "cluster array); combine the slices' --out folders with --merge")
+    g.add_argument("--merge", nargs="+", metavar="DIR", help="combine the --out folders of --shard runs into --out")
     g.set_defaults(func=_grade)
     return p
 

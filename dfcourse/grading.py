@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import os
 import shutil
 import signal
@@ -359,16 +360,18 @@ SANDBOX_HELP = ("Grading runs each student's code; outside a sandbox it can read
 
 
 def grade(submissions, out, notebooks, timeout: int = 600, share_data: bool = True, build=build_demo_data,
-          log=print, sandbox: bool = True, limits: Limits = Limits()) -> list[dict]:
+          log=print, sandbox: bool = True, limits: Limits = Limits(), shard: tuple[int, int] = (1, 1)) -> list[dict]:
     """Autograde every ``submissions/<student>/`` against ``notebooks`` (the instructor's,
     with solutions); writes ``out/grades.csv`` and ``out/feedback/<student>/`` and returns the rows.
 
     ``timeout`` is nbgrader's per-cell limit (seconds); a whole notebook is stopped after
     ``timeout`` per code cell plus two minutes. Each kernel runs in the sandbox of
     dfcourse/sandbox.py under ``limits``; ``sandbox=False`` runs it as the grader (the CSV's
-    ``mode`` column says which) and is refused nowhere, so the command line asks for it by name.
+    ``mode`` column says so; the command line asks for ``--unsafe-no-sandbox`` by name).
     With ``share_data=False`` no demo data is linked in: each student's notebooks build their
     own (for ``benchmarks/bench_grading.py``); ``build`` writes the shared demo data (tests pass a tiny one).
+    ``shard=(i, n)`` grades the i-th of n slices of the class (students i, i + n, ... in name order);
+    dfcourse/shards.py merges the slices.
     """
     out = Path(out)
     if Path(submissions).resolve() in (out.resolve(), *out.resolve().parents):
@@ -386,14 +389,14 @@ def grade(submissions, out, notebooks, timeout: int = 600, share_data: bool = Tr
     demo = shared_demo(out / "shared-data", build) if share_data else None
     stamp = fingerprint(demo) if demo else ""
     entries = sorted(p for p in Path(submissions).iterdir() if not p.name.startswith("."))
-    students = [p for p in entries if p.is_dir() and not p.is_symlink()]
-    for p in entries:
+    students = [p for p in entries if p.is_dir() and not p.is_symlink()][shard[0] - 1::shard[1]]
+    for p in entries if shard[0] == 1 else []:  # said once, by the first slice
         if p.is_symlink():
             log(f"{p.name}: not graded (a symbolic link; copy the student's folder in instead)")
     rows = []
     for folder in students:
         student_rows = _grade_student(folder, course, out / "homes", expected, sources, demo, timeout,
-                                      sandbox, limits)
+                                      sandbox, limits, hidden=notebooks)
         if demo and fingerprint(demo) != stamp:
             for row in student_rows:
                 row["status"].append("changed the shared demo data (rebuilt before the next student)")
@@ -407,6 +410,10 @@ def grade(submissions, out, notebooks, timeout: int = 600, share_data: bool = Tr
                 remove_tree(out / "feedback" / folder.name)
                 shutil.copytree(feedback, out / "feedback" / folder.name)
         for row in student_rows:
+            stopped = [st for st in row["status"] if st.startswith(("kernel died", "stopped:"))]
+            if stopped:  # nbgrader wrote no notebook to give feedback on: say what happened
+                notice(out / "feedback" / folder.name / f"{row['notebook']}.html", row["notebook"], stopped[0])
+        for row in student_rows:
             _fill(row, expected[row["notebook"]], _scores(course, folder.name, row["notebook"])
                   if row.pop("graded") else {})
         rows += student_rows
@@ -415,13 +422,25 @@ def grade(submissions, out, notebooks, timeout: int = 600, share_data: bool = Tr
     return rows
 
 
+def notice(path, notebook: str, what: str) -> Path:
+    """A feedback page for a notebook nbgrader could not finish: what stopped it, where."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(notebook)}</title></head>"
+                    f"<body><h1>{html.escape(notebook)}: not graded</h1><p>{html.escape(what)}.</p>"
+                    "<p>No points were given for this notebook. Run it top to bottom in JupyterLab "
+                    "(Kernel, Restart and Run All) to see the same, then submit it again.</p></body></html>\n")
+    return path
+
+
 def _kernel_env(home) -> dict:
     """The whole environment of a sandboxed kernel: nothing of the grader's own."""
     return {"PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
             "HOME": str(home), "DFCOURSE_HOME": str(home), "TMPDIR": "/tmp", "LANG": "C.UTF-8", **GRADE_ENV}
 
 
-def _grade_student(folder, course, homes, expected, sources, demo, timeout, sandbox, limits) -> list[dict]:
+def _grade_student(folder, course, homes, expected, sources, demo, timeout, sandbox, limits,
+                   hidden=()) -> list[dict]:
     """Autograde one student's notebooks, each in a kernel of that student's own; rows not yet filled."""
     student = folder.name
     home = new_home(homes, student, demo)
@@ -433,7 +452,8 @@ def _grade_student(folder, course, homes, expected, sources, demo, timeout, sand
                TMPDIR=str(runtime), **GRADE_ENV)
     notebook_dir = (course / "autograded" / student / ASSIGNMENT).resolve()
     argv = sb.kernel_argv(home, notebook_dir, runtime, _kernel_env(home.resolve()),
-                          [demo.resolve()] if demo else [], limits, isolate=sandbox)
+                          [demo.resolve()] if demo else [], limits, isolate=sandbox,
+                          hidden=[*hidden, course / "source", course / "gradebook.db"])
     sb.write_kernelspec(jupyter, argv)
     rows = []
     try:

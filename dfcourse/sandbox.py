@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from .io import BadInputError
+
 KERNEL = "dfcourse-sandbox"
 # the system folders a Python process needs; /etc only in part (no keys, no shadow)
 SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64")
@@ -109,20 +111,24 @@ def _user_tasks() -> int:
 
 
 def kernel_argv(home, notebook_dir, runtime, env: dict, read_only=(), limits: Limits = Limits(),
-                isolate: bool = True) -> list[str]:
+                isolate: bool = True, hidden=()) -> list[str]:
     """The kernel's command line: resource limits, then ``bwrap`` (unless ``isolate`` is false),
     then ``ipykernel_launcher``. ``home``, ``notebook_dir`` and ``runtime`` (connection file,
     sockets) are writable inside; ``read_only`` (the shared demo data) is readable; ``env`` is
-    the kernel's whole environment. How the kernel ended goes to ``runtime/exits.txt`` and the
+    the kernel's whole environment; ``hidden`` (the instructor's notebooks, the gradebook) must not
+    lie in any read-only path, else ``BadInputError``. How the kernel ended goes to ``runtime/exits.txt`` and the
     source of the cell it last started to ``runtime/cell.txt`` (see :func:`last_run`)."""
     home, notebook_dir, runtime = (Path(p).resolve() for p in (home, notebook_dir, runtime))
     launch = [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}",
               f"--IPKernelApp.exec_lines={_HOOK.format(cell=str(runtime / 'cell.txt'))}"]
     if isolate:
-        for p in [*python_paths(), *read_only]:
-            for w in (home, notebook_dir):
-                if Path(p) == w or Path(p) in w.parents:
-                    raise ValueError(f"the read-only path {p} would contain the writable {w}")
+        seen = [*python_paths(), *(Path(p).resolve() for p in read_only), *(Path(d) for d in SYSTEM)]
+        for p in seen:
+            for w in (home, notebook_dir, *(Path(h).resolve() for h in hidden)):
+                if p == w or p in w.parents:
+                    raise BadInputError(f"the sandbox would show {w}, inside {p} which it reads: keep the course "
+                                     "checkout, its notebooks and the grades folder outside the Python environment "
+                                     "and the system folders")
         args = _common(Path(p).resolve() for p in read_only)
         for p in (home, notebook_dir, runtime):
             args += ["--bind", str(p), str(p)]

@@ -308,6 +308,8 @@ def test_grade_outputs(graded):
     # the student whose kernel died in one notebook is graded on the other
     assert (rows["dies", NAME2]["cube_tests"], rows["dies", NAME2]["status"]) == ("1.0", "ok")
     assert rows["solved", NAME2]["status"] == "missing"
+    page = (out / "feedback" / "dies" / f"{NAME}.html").read_text()
+    assert "kernel died in ex1: exited with code 3" in page and (out / "feedback" / "dies" / f"{NAME2}.html").is_file()
     assert (out / "feedback" / "solved" / f"{NAME}.html").is_file()
     assert not (out / "feedback" / "notjson").exists()
     # each student had a home of their own, and the shared data is back to what was built
@@ -503,3 +505,72 @@ def test_grade_follows_no_link_and_grades_the_newest_of_two_candidates(course, t
     assert f"2 candidates ({NAME}.ipynb, old/{NAME}.ipynb): graded the newest, {NAME}.ipynb" in rows["drafts"]["status"]
     assert rows["copies"]["ex1_tests"] == "2.0", rows["copies"]
     assert f"graded the newest, {NAME}-Copy1.ipynb" in rows["copies"]["status"]
+
+
+# ------------------------------------------------------------------ workers, shards and merge
+def without_wall_times(path) -> list[dict]:
+    with open(path) as f:
+        return [{k: v for k, v in row.items() if k != "wall_s"} for row in csv.DictReader(f)]
+
+
+@pytest.mark.slow
+def test_workers_and_shards_give_the_serial_result(course, tmp_path):
+    """The same class graded serially, by two workers, and as two shards merged: the same CSV
+    (but for wall times), and one gradebook with every student's scores."""
+    from dfcourse import shards
+
+    src, edition = course
+    blank = nbformat.read(edition, as_version=4)
+    source = nbformat.read(src, as_version=4)
+    for student, nb in {"ann": solve(blank, source, "ex1", "ex2"), "bob": solve(blank, source, "ex1"),
+                        "cy": blank}.items():
+        (tmp_path / "subs" / student).mkdir(parents=True)
+        nbformat.write(nb, tmp_path / "subs" / student / f"{NAME}.ipynb")
+    subs, run = tmp_path / "subs", dict(timeout=TIMEOUT, build=tiny_demo)
+    grading.grade(subs, tmp_path / "serial", [src], **run)
+    shards.grade_workers(subs, tmp_path / "workers", [src], 2, **run)
+    for i in (1, 2):
+        grading.grade(subs, tmp_path / f"shard{i}", [src], shard=(i, 2), **run)
+    shards.merge([tmp_path / "shard2", tmp_path / "shard1"], tmp_path / "merged")
+    serial = without_wall_times(tmp_path / "serial" / "grades.csv")
+    assert [(r["student"], r["total"]) for r in serial] == [("ann", "3.0"), ("bob", "2.0"), ("cy", "0.0")]
+    assert without_wall_times(tmp_path / "shard1" / "grades.csv") != serial  # a slice alone is not the class
+    for out in ("workers", "merged"):
+        assert without_wall_times(tmp_path / out / "grades.csv") == serial, out
+        for student, total in (("ann", 3.0), ("bob", 2.0)):
+            scores = grading._scores(tmp_path / out / "nbgrader", student, NAME)
+            assert scores["ex1_tests"][0] + scores["ex2_tests"][0] == total, (out, student, scores)
+        assert (tmp_path / out / "feedback" / "ann" / f"{NAME}.html").is_file()
+    with pytest.raises(ValueError, match="graded in two slices"):
+        shards.merge([tmp_path / "shard1", tmp_path / "shard1"], tmp_path / "twice")
+
+
+def test_shard_and_merge_name_bad_input(tmp_path):
+    from dfcourse import shards
+
+    assert shards.parse_shard("2/8") == (2, 8)
+    for bad in ("0/2", "3/2", "two", "1/2/3"):
+        with pytest.raises(ValueError, match="--shard"):
+            shards.parse_shard(bad)
+    (tmp_path / "notgrades").mkdir()
+    out = dfcourse_cli("grade", "--merge", tmp_path / "notgrades", "--out", tmp_path / "merged")
+    assert out.returncode == 1 and "is not the output of a grade run" in out.stderr, out.stderr
+
+
+def test_sandbox_kernel_command_line(tmp_path):
+    """What the kernel may see, read from its command line; and a course laid out so that the
+    sandbox would show the instructor's notebooks is refused."""
+    from dfcourse import sandbox as sb
+
+    home, nbdir, runtime = tmp_path / "homes" / "ann", tmp_path / "nb", tmp_path / "rt"
+    argv = sb.kernel_argv(home, nbdir, runtime, {"HOME": str(home)}, read_only=[tmp_path / "demo"],
+                          hidden=[tmp_path / "notebooks" / "01.ipynb"])
+    pairs = {(argv[i], argv[i + 1]) for i in range(len(argv) - 1)}
+    assert {("--bind", str(home)), ("--bind", str(nbdir)), ("--ro-bind", str(tmp_path / "demo")),
+            ("--cap-drop", "ALL"), ("--setenv", "HOME")} <= pairs
+    assert "--unshare-all" in argv and "--clearenv" in argv and "{connection_file}" in argv
+    assert not [a for a in argv if "notebooks" in a or a == str(tmp_path)]
+    with pytest.raises(ValueError, match="the sandbox would show"):
+        sb.kernel_argv(home, nbdir, runtime, {}, hidden=[Path(sys.prefix) / "notebooks" / "01.ipynb"])
+    unsafe = sb.kernel_argv(home, nbdir, runtime, {}, isolate=False)
+    assert "--unshare-all" not in unsafe and "ipykernel_launcher" in unsafe
