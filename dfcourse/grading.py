@@ -1,17 +1,21 @@
 """The grading layer (nbgrader): the student edition, and autograding a class's submissions.
 
-``python -m dfcourse student`` (``make student``) runs ``nbgrader generate_assignment`` on the
+``python -m dfcourse student NOTEBOOKS --out DIR`` runs ``nbgrader generate_assignment`` on the
 course notebooks in a throwaway nbgrader course folder and copies the student edition
-(solutions replaced, hidden tests removed, cells locked, checksums) to ``student/``.
+(solutions replaced, hidden tests removed, cells locked, checksums) to a folder it owns
+(``make student`` wraps it in the bundle of dfcourse/bundle.py).
 
 ``python -m dfcourse grade DIR`` (``make grade SUBMISSIONS=DIR``) autogrades
 ``DIR/<student>/<notebook>.ipynb`` with ``nbgrader autograde`` (nbconvert execution, errors
 allowed, a per-cell timeout) and writes ``grades/grades.csv`` and ``grades/feedback/<student>/``.
-Each student's notebooks run in a fresh course home (``DFCOURSE_HOME``), quick mode, CPU,
-offline. The demo data is built once and linked into every home as ``data/demo``; all else a
-notebook writes (``data/feature_cache``, ``data/prepared``, ``data/landmarks``, ``runs/``) is
-the student's own. The shared tree is made read-only and fingerprinted after each student: a
-notebook that changed it anyway is named in the CSV and the tree is rebuilt before the next one.
+Each kernel runs in the sandbox of dfcourse/sandbox.py; which file is which notebook, and what
+the CSV's status says about it, is dfcourse/submissions.py. Each student's notebooks run in a
+fresh course home (``DFCOURSE_HOME``), quick mode, CPU, offline. The demo data is built once and
+linked into every home as ``data/demo`` (read-only); all else a notebook writes
+(``data/feature_cache``, ``data/prepared``, ``data/landmarks``, ``runs/``) is the student's own.
+The shared tree is fingerprinted after each student: a notebook that changed it anyway (possible
+only outside the sandbox) is named in the CSV and the tree is rebuilt before the next one.
+dfcourse/shards.py grades slices of a class in parallel and merges them.
 
 Used by the instructor workflow in the README ("Exercises and grading").
 """
@@ -34,6 +38,8 @@ from .demo import DEMO_VERSION, build_demo, build_ffpp_mini, built_version
 from . import sandbox as sb
 from .io import BadInputError
 from .sandbox import Limits
+from .submissions import (cell_name, execution_notes, grade_cells, integrity, match_submissions,
+                          read_notebook)
 
 ASSIGNMENT = "dfcourse"
 # nbgrader's delimiters: none of them may survive into the student edition
@@ -161,125 +167,6 @@ def student_edition(notebooks, out) -> list[Path]:
             (out / old).unlink(missing_ok=True)
         manifest.write_text("".join(f"{p.name}\n" for p in written))
         return [Path(shutil.copy(p, out / p.name)) for p in written]
-
-
-# ----------------------------------------------------------------- reading notebooks
-def read_notebook(path):
-    """The notebook at ``path``, or ``None`` with the reason when it is not one."""
-    import nbformat
-
-    try:
-        return nbformat.read(path, as_version=4), ""
-    except Exception as e:  # not JSON, not a notebook, unreadable
-        return None, f"{e.__class__.__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
-
-
-def _meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
-
-
-def grade_cells(nb) -> list[tuple[str, float, bool]]:
-    """``(grade_id, points, graded_by_hand)`` of each grade cell, in notebook order."""
-    return [(_meta(c)["grade_id"], float(_meta(c).get("points", 0)), bool(_meta(c).get("solution")))
-            for c in nb.cells if _meta(c).get("grade")]
-
-
-def _ids(nb) -> set:
-    return {_meta(c).get("grade_id") for c in nb.cells if _meta(c).get("grade_id")}
-
-
-def _files(folder) -> tuple[list[Path], list[str]]:
-    """The ``.ipynb`` files under a student's ``folder``, and the links that were not followed."""
-    files, links = [], []
-    for dirpath, dirnames, filenames in os.walk(folder):  # never into a linked folder
-        dirnames[:] = sorted(d for d in dirnames if d != ".ipynb_checkpoints")
-        for name in sorted(filenames):
-            path = Path(dirpath) / name
-            if path.suffix == ".ipynb":
-                (links.append(f"{path.relative_to(folder)} (a symbolic link, not followed)")
-                 if path.is_symlink() else files.append(path))
-        links += [f"{Path(dirpath, d).relative_to(folder)}/ (a symbolic link, not followed)"
-                  for d in dirnames if Path(dirpath, d).is_symlink()]
-    return files, links
-
-
-def match_submissions(folder, expected: dict) -> dict:
-    """For each expected notebook name, ``(path or None, note)`` from a student's ``folder``.
-
-    A candidate is a notebook of that name anywhere in the folder, or under another name one that
-    shares nbgrader cell ids with it alone; of several, the newest (modification time) is graded
-    and the note names them all. Links are never followed; a file that is not a notebook, or
-    matches no notebook, is named and never graded."""
-    folder = Path(folder)
-    files, ignored = _files(folder)
-    found = {stem: [] for stem in expected}
-    broken = {}
-    for path in files:
-        nb, why = read_notebook(path)
-        if nb is None:
-            if path.stem in expected:
-                broken[path.stem] = why
-            else:
-                ignored.append(f"{path.relative_to(folder)} ({why})")
-            continue
-        owners = [path.stem] if path.stem in expected else [s for s, ref in expected.items() if _ids(nb) & _ids(ref)]
-        if len(owners) == 1:
-            found[owners[0]].append(path)
-        else:
-            ignored.append(f"{path.relative_to(folder)} (matches {'no' if not owners else 'more than one'} notebook)")
-    result = {}
-    for stem in expected:
-        paths = sorted(found[stem], key=lambda p: (p.stat().st_mtime, p.stem == stem, -len(p.parts)), reverse=True)
-        names = [str(p.relative_to(folder)) for p in paths]
-        if paths:
-            notes = [f"submitted as {names[0]}"] if names[0] != f"{stem}.ipynb" else []
-            if len(paths) > 1:
-                notes.append(f"{len(paths)} candidates ({', '.join(names)}): graded the newest, {names[0]}")
-            result[stem] = (paths[0], "; ".join(notes))
-        elif stem in broken:
-            result[stem] = (None, f"not a notebook ({broken[stem]})")
-        else:
-            result[stem] = (None, "missing" + (f"; not graded: {', '.join(ignored)}" if ignored else ""))
-    return result
-
-
-def integrity(reference, submitted, source=None) -> list[str]:
-    """What a submission changed that it should not have: deleted or edited read-only cells
-    and deleted answer cells, compared to the student edition ``reference`` (a read-only cell
-    equal to the instructor's ``source`` version counts as unedited)."""
-    original = {_meta(c)["grade_id"]: c.source for c in source.cells if _meta(c).get("grade_id")} if source else {}
-    got = {_meta(c)["grade_id"]: c for c in submitted.cells if _meta(c).get("grade_id")}
-    notes = []
-    for cell in reference.cells:
-        m = _meta(cell)
-        gid = m.get("grade_id")
-        if not gid:
-            continue
-        if gid not in got:
-            kind = "test cell" if m.get("grade") and not m.get("solution") else \
-                "answer cell" if m.get("solution") else "read-only cell"
-            notes.append(f"deleted {kind} {gid}")
-        elif m.get("locked") and got[gid].source not in (cell.source, original.get(gid)):
-            notes.append(f"edited read-only cell {gid} (nbgrader ran the original)")
-    return notes
-
-
-def execution_notes(nb, log: str = "", limits: Limits | None = None) -> list[str]:
-    """Cells of an executed notebook that raised an error or ran out of time or memory. nbclient
-    interrupts a cell past its timeout, so the cell shows ``KeyboardInterrupt``; nbgrader's ``log`` says why."""
-    timeouts = log.count("Timeout waiting for execute reply")
-    errors = []
-    for i, cell in enumerate(nb.cells):
-        out = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
-        if cell.cell_type != "code" or out is None:
-            continue
-        ename = out.get("ename")
-        if ename in ("CellTimeoutError", "KeyboardInterrupt") and timeouts:
-            ename, timeouts = "timeout", timeouts - 1
-        elif ename == "MemoryError" and limits:
-            ename = f"MemoryError (memory limit {limits.memory_gb:g} GiB)"
-        errors.append(f"{_meta(cell).get('grade_id') or f'cell {i}'}: {ename}")
-    return [f"{len(errors)} cell(s) failed: " + ", ".join(errors)] if errors else []
 
 
 # ----------------------------------------------------------------- shared demo data
@@ -477,7 +364,7 @@ def _grade_student(folder, course, homes, expected, sources, demo, timeout, sand
             row["wall_s"] = round(time.time() - t0, 1)
             graded, _ = read_notebook(notebook_dir / f"{stem}.ipynb")
             died, cell = sb.last_run(runtime, limits)
-            where = _cell_name(read_notebook(dest / f"{stem}.ipynb")[0], cell)
+            where = cell_name(read_notebook(dest / f"{stem}.ipynb")[0], cell)
             if rc == -9:
                 row["status"].append(f"stopped: whole-notebook limit reached{f' in {where}' if where else ''}")
             elif died or "DeadKernelError" in text:
@@ -491,16 +378,6 @@ def _grade_student(folder, course, homes, expected, sources, demo, timeout, sand
     finally:
         shutil.rmtree(runtime, ignore_errors=True)
     return rows
-
-
-def _cell_name(nb, source: str) -> str:
-    """The grade id (else ``cell N``) of the cell of ``nb`` whose source is ``source``."""
-    if nb is None or not source:
-        return ""
-    for i, cell in enumerate(nb.cells):
-        if cell.cell_type == "code" and cell.source.strip() == source.strip():
-            return _meta(cell).get("grade_id") or f"cell {i}"
-    return ""
 
 
 def _fill(row: dict, reference, scores: dict) -> None:
