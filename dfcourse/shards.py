@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import shutil
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -42,12 +43,17 @@ def grade_workers(submissions, out, notebooks, workers: int, log=print, **kwargs
         demo = shared_demo(out / "shared-data", kwargs.get("build", build_demo_data))
         for part in parts:
             shutil.copytree(demo, part / "shared-data" / "demo")
-    with ProcessPoolExecutor(workers) as pool:
-        jobs = [pool.submit(grade, submissions, part, notebooks, shard=(k, workers), log=log, **kwargs)
+    with ProcessPoolExecutor(workers) as pool:  # a worker prints its students' lines, or nothing
+        jobs = [pool.submit(grade, submissions, part, notebooks, shard=(k, workers),
+                            log=print if log is print else _silent, **kwargs)
                 for k, part in enumerate(parts, 1)]
         for job in jobs:
             job.result()
     return merge(parts, out)
+
+
+def _silent(*args) -> None:
+    pass
 
 
 def _read(part: Path) -> tuple[list[str], list[dict]]:
@@ -109,10 +115,12 @@ def _merge_gradebook(source, dest) -> None:
     """Copy every submission of the nbgrader course folder ``source`` (its gradebook rows, its
     ``submitted/``, ``autograded/`` and ``feedback/`` folders) into the course folder ``dest``."""
     from nbgrader.api import Gradebook
+    from sqlalchemy.exc import SAWarning
 
     source, dest = Path(source).resolve(), Path(dest).resolve()
-    with _on_path(), Gradebook(f"sqlite:///{source / 'gradebook.db'}") as src, \
+    with warnings.catch_warnings(), _on_path(), Gradebook(f"sqlite:///{source / 'gradebook.db'}") as src, \
             Gradebook(f"sqlite:///{dest / 'gradebook.db'}") as gb:
+        warnings.simplefilter("ignore", SAWarning)  # nbgrader's add_submission, harmless
         for sub in src.assignment_submissions(ASSIGNMENT):
             student = sub.student.id
             gb.update_or_create_student(student)
