@@ -43,9 +43,10 @@ LAB_DIR ?= notebooks
 lab: setup
 	$(BIN)/jupyter lab $(LAB_DIR)
 
-## The student edition (nbgrader generate_assignment) in student/: no solutions, no hidden tests.
+## The student bundle in student/: notebooks/ (nbgrader's student edition: no solutions, no hidden
+## tests), package/ (the dfcourse wheel), README.md and a Makefile (setup, lab, validate).
 student: setup
-	$(BIN)/python -m dfcourse student
+	$(BIN)/python -m dfcourse student --bundle
 
 ## Autograde SUBMISSIONS/<student>/<notebook>.ipynb: grades/grades.csv and grades/feedback/.
 ## GRADE_TIMEOUT is nbgrader's per-cell limit in seconds.

@@ -6,11 +6,14 @@ import sys
 from pathlib import Path
 
 from . import predict
+from .bundle import student_bundle
 from .course import project_root, resolve_device, setup_offline
 from .demo import build_demo, build_ffpp_mini
 from .ffpp import prepare_ffpp, prepare_folder
 from .grading import course_notebooks, grade, student_edition
 from .io import BadInputError
+from .sandbox import Limits
+from .shards import grade_workers, merge, parse_shard
 from .runner import run_course
 
 
@@ -72,6 +75,11 @@ def _course(args) -> int:
 
 def _student(args) -> int:
     notebooks = args.notebooks or course_notebooks()
+    if args.bundle:
+        written = student_bundle(notebooks, args.out)
+        print(f"student bundle: {len(written)} file(s) in {args.out}/ (notebooks/ without solutions or hidden tests, "
+              f"package/ with the dfcourse wheel, README.md, Makefile); zip it or push it to a repository of its own")
+        return 0
     written = student_edition(notebooks, args.out)
     print(f"student edition: {len(written)} notebook(s) in {args.out}/ (solutions and hidden tests removed); "
           f"students check their work with `nbgrader validate {args.out}/NN_name.ipynb` or JupyterLab's Validate")
@@ -79,11 +87,29 @@ def _student(args) -> int:
 
 
 def _grade(args) -> int:
+    if args.merge:
+        rows = merge(args.merge, args.out)
+        print(f"grades: {Path(args.out) / 'grades.csv'} ({len(rows)} rows from {len(args.merge)} slices); "
+              f"feedback: {Path(args.out) / 'feedback'}/<student>/; gradebook: {Path(args.out) / 'nbgrader'}/")
+        return 0
+    if not args.submissions:
+        print("grade: name the submissions folder DIR (DIR/<student>/<notebook>.ipynb), or --merge DIR...",
+              file=sys.stderr)
+        return 2
     if not Path(args.submissions).is_dir():
         print(f"grade: {args.submissions} is not a folder of DIR/<student>/<notebook>.ipynb", file=sys.stderr)
         return 2
     notebooks = args.notebooks or course_notebooks()
-    rows = grade(args.submissions, args.out, notebooks, timeout=args.timeout, share_data=not args.no_shared_data)
+    options = dict(timeout=args.timeout, share_data=not args.no_shared_data, sandbox=not args.unsafe_no_sandbox,
+                   limits=Limits(memory_gb=args.memory_gb, cpu_s=args.cpu_s))
+    if args.workers > 1:
+        if args.shard:
+            print("grade: give --workers or --shard, not both", file=sys.stderr)
+            return 2
+        rows = grade_workers(args.submissions, args.out, notebooks, args.workers, **options)
+    else:
+        rows = grade(args.submissions, args.out, notebooks, shard=parse_shard(args.shard) if args.shard else (1, 1),
+                     **options)
     print(f"grades: {Path(args.out) / 'grades.csv'} ({len(rows)} rows); "
           f"feedback: {Path(args.out) / 'feedback'}/<student>/")
     return 0
@@ -150,20 +176,36 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Solutions replaced, hidden tests removed, cells locked and checksummed; "
                        "nbgrader works in a throwaway course folder.")
     s.add_argument("notebooks", nargs="*", help="instructor notebooks (default: notebooks/NN_*.ipynb)")
-    s.add_argument("--out", default="student", help="where the student edition goes (default student/)")
+    s.add_argument("--out", default="student", help="where the student edition goes (default student/); only "
+                   "files an earlier `student` wrote there are replaced")
+    s.add_argument("--bundle", action="store_true", help="write what students need besides the notebooks: "
+                   "OUT/notebooks/, OUT/package/ (the dfcourse wheel), a README and a Makefile")
     s.set_defaults(func=_student)
 
     g = sub.add_parser("grade", help="autograde DIR/<student>/<notebook>.ipynb into a grades CSV",
                        description="nbgrader autograde, each student in a fresh course home (quick mode, "
-                       "CPU, offline; the demo data shared read-only); writes OUT/grades.csv and "
+                       "CPU, offline; the demo data shared read-only), each kernel in a bubblewrap sandbox "
+                       "that sees only the Python environment, the demo data and that student's own files; writes OUT/grades.csv and "
                        "OUT/feedback/<student>/*.html. Manually graded answers stay for nbgrader's formgrader "
                        "(its course folder is OUT/nbgrader).")
-    g.add_argument("submissions", metavar="DIR", help="DIR/<student>/<notebook>.ipynb")
+    g.add_argument("submissions", metavar="DIR", nargs="?", help="DIR/<student>/<notebook>.ipynb")
     g.add_argument("--notebooks", nargs="+", help="instructor notebooks (default: notebooks/NN_*.ipynb)")
     g.add_argument("--out", default="grades", help="output folder (default grades/)")
     g.add_argument("--timeout", type=whole_number(1), default=600, help="per-cell timeout in seconds (default 600)")
     g.add_argument("--no-shared-data", action="store_true",
                    help="let every student's notebooks build their own demo data (slower)")
+    g.add_argument("--memory-gb", type=float, default=Limits.memory_gb,
+                   help=f"address space per kernel in GiB (default {Limits.memory_gb:g})")
+    g.add_argument("--cpu-s", type=whole_number(1), default=Limits.cpu_s,
+                   help=f"CPU seconds per kernel process (default {Limits.cpu_s})")
+    g.add_argument("--unsafe-no-sandbox", action="store_true",
+                   help="run the students' code as yourself, with your files (only where bwrap cannot run, "
+                   "for submissions you trust); the CSV's mode column says so on every row")
+    g.add_argument("--workers", type=whole_number(1), default=1, metavar="N",
+                   help="grade N students at once (each worker its own nbgrader folder and gradebook, merged at the end)")
+    g.add_argument("--shard", metavar="i/N", help="grade only the i-th of N slices of the class (one job of a "
+                   "cluster array); combine the slices' --out folders with --merge")
+    g.add_argument("--merge", nargs="+", metavar="DIR", help="combine the --out folders of --shard runs into --out")
     g.set_defaults(func=_grade)
     return p
 

@@ -15,7 +15,9 @@ Used in every notebook of ``notebooks/``.
 
 from __future__ import annotations
 
+import functools
 import importlib
+import types
 from contextlib import contextmanager
 
 import numpy as np
@@ -83,30 +85,145 @@ def _resolve(dotted: str):
 @contextmanager
 def forbid(*dotted_names: str, scope=None):
     """Inside the block, calling any of ``dotted_names`` (e.g. ``"dfcourse.faces.square_box"``)
-    raises ``AssertionError`` saying the exercise asks for your own code. Patched in its module
-    and wherever the dict ``scope`` (pass ``globals()``) holds the same object under any name."""
-    patched = []  # (namespace dict or module, name, original)
+    raises ``AssertionError`` saying the exercise asks for your own code. Patched in its module,
+    wherever the dict ``scope`` (pass ``globals()``) holds it under any name, and inside the
+    functions and classes defined in ``scope`` (the student's own): their default arguments,
+    closure cells and the globals they name, recursively through the student's other functions,
+    and through small lists, tuples and dicts (``functools.partial`` and bound methods that hold
+    one are refused whole)."""
+    patched = []  # (namespace dict, module, function or closure cell, name, original)
+    bad = {}  # id of a forbidden object (or of its code) -> its dotted name
     try:
         for dotted in dotted_names:
             module, attr = _resolve(dotted)
             original = getattr(module, attr)
-
-            def refuse(*args, _name=dotted, **kwargs):
-                raise AssertionError(f"this exercise asks for your own code: do not call {_name}")
-
+            bad[id(original)] = dotted
+            if getattr(original, "__code__", None) is not None:
+                bad[id(original.__code__)] = dotted
             patched.append((module, attr, original))
-            setattr(module, attr, refuse)
-            for key, value in list((scope or {}).items()):
-                if value is original:
-                    patched.append((scope, key, original))
-                    scope[key] = refuse
+            setattr(module, attr, _refuse(dotted))
+        if scope is not None:
+            _Guard(bad, scope, patched).scope()
         yield
     finally:
         for where, attr, original in reversed(patched):
-            if isinstance(where, dict):
+            if isinstance(where, (dict, list)):
                 where[attr] = original
+            elif isinstance(where, types.CellType):
+                where.cell_contents = original
             else:
                 setattr(where, attr, original)
+
+
+def _refuse(dotted: str):
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"this exercise asks for your own code: do not call {dotted}")
+    return refuse
+
+
+class _Guard:
+    """Replaces, for the length of a :func:`forbid` block, every reference to a forbidden object
+    that the functions of ``scope`` can reach, and remembers what it replaced in ``patched``."""
+
+    def __init__(self, bad: dict, scope: dict, patched: list):
+        self.bad, self.scope_dict, self.patched, self.guarded = bad, scope, patched, set()
+
+    def own(self, obj) -> bool:
+        """A function or class the student wrote (defined in the notebook's namespace)."""
+        if isinstance(obj, (staticmethod, classmethod)):
+            obj = obj.__func__
+        if isinstance(obj, types.FunctionType):
+            return obj.__globals__ is self.scope_dict
+        return isinstance(obj, type) and obj.__module__ == self.scope_dict.get("__name__")
+
+    def reaches(self, obj, depth: int = 0) -> str | None:
+        """The dotted name of a forbidden object that ``obj`` is, or holds (not through own functions)."""
+        hit = self.bad.get(id(obj)) or self.bad.get(id(getattr(obj, "__code__", None)))
+        if hit or depth > 3 or self.own(obj):
+            return hit
+        if isinstance(obj, functools.partial):
+            parts = [obj.func, *obj.args, *obj.keywords.values()]
+        elif isinstance(obj, (staticmethod, classmethod)):
+            parts = [obj.__func__]
+        elif isinstance(obj, types.MethodType):
+            parts = [obj.__func__, obj.__self__]
+        elif isinstance(obj, (list, tuple, set, frozenset, dict)) and len(obj) <= 64:
+            parts = list(obj.values()) if isinstance(obj, dict) else list(obj)
+        else:
+            return None
+        return next((h for h in (self.reaches(p, depth + 1) for p in parts) if h), None)
+
+    def replacement(self, value, depth: int = 0):
+        """``value`` itself (an own function, a list or a dict is guarded in place), a tuple with its
+        items replaced, or a refusal when it leads to a forbidden object."""
+        if self.own(value):
+            self.guard(value)
+        elif isinstance(value, (list, dict)) and len(value) <= 64 and depth < 3 and id(value) not in self.guarded:
+            self.guarded.add(id(value))
+            for key, item in list(value.items() if isinstance(value, dict) else enumerate(value)):
+                new = self.replacement(item, depth + 1)
+                if new is not item:
+                    self.patched.append((value, key, item))
+                    value[key] = new
+        elif isinstance(value, tuple) and len(value) <= 64 and depth < 3 and not self.bad.get(id(value)):
+            new = tuple(self.replacement(item, depth + 1) for item in value)
+            return new if any(a is not b for a, b in zip(new, value)) else value
+        elif hit := self.reaches(value):
+            return _refuse(hit)
+        return value
+
+    def slot(self, where, key, value, set_value) -> None:
+        """Replace, and remember, a value of ``where[key]`` that leads to a forbidden object."""
+        new = self.replacement(value)
+        if new is not value:
+            self.patched.append((where, key, value))
+            set_value(new)
+
+    def scope(self) -> None:
+        for name, value in list(self.scope_dict.items()):
+            self.slot(self.scope_dict, name, value, lambda v, n=name: self.scope_dict.__setitem__(n, v))
+
+    def guard(self, obj) -> None:
+        if id(obj) in self.guarded:
+            return
+        self.guarded.add(id(obj))
+        if isinstance(obj, (staticmethod, classmethod)):
+            obj = obj.__func__
+        if isinstance(obj, type):
+            for name, value in list(vars(obj).items()):
+                if isinstance(value, property):
+                    for f in (value.fget, value.fset):
+                        if self.own(f):
+                            self.guard(f)
+                elif not name.startswith("__") or isinstance(value, types.FunctionType):
+                    self.slot(obj, name, value, lambda v, c=obj, n=name: setattr(c, n, v))
+            return
+        if obj.__defaults__:
+            new = tuple(self.replacement(v) for v in obj.__defaults__)
+            if any(a is not b for a, b in zip(new, obj.__defaults__)):
+                self.patched.append((obj, "__defaults__", obj.__defaults__))
+                obj.__defaults__ = new
+        for name, value in list((obj.__kwdefaults__ or {}).items()):
+            self.slot(obj.__kwdefaults__, name, value, lambda v, d=obj.__kwdefaults__, n=name: d.__setitem__(n, v))
+        for cell in obj.__closure__ or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:  # a cell not filled yet
+                continue
+            self.slot(cell, "cell_contents", value, lambda v, c=cell: setattr(c, "cell_contents", v))
+        for name in _names(obj.__code__):
+            if name in obj.__globals__:
+                value = obj.__globals__[name]
+                self.slot(obj.__globals__, name, value, lambda v, g=obj.__globals__, n=name: g.__setitem__(n, v))
+
+
+def _names(code) -> set:
+    """The global (and attribute) names a code object and the code nested in it use."""
+    names = set(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names |= _names(const)
+    return names
 
 
 def within(atol: float):

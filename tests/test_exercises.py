@@ -25,6 +25,11 @@ WRONG = {
         "    return np.round(np.linspace(0, num_total - 1, k)).astype(int)",
         "from dfcourse.video import sample_indices\ndef frame_indices(num_total, k):\n"
         "    return sample_indices(num_total, k)",
+        # the course's function bound as a default argument, then in a closure cell
+        "from dfcourse.video import sample_indices\ndef frame_indices(n, k, _f=sample_indices):\n    return _f(n, k)",
+        "def _make():\n    from dfcourse.video import sample_indices as f\n"
+        "    def frame_indices(num_total, k):\n        return f(num_total, k)\n    return frame_indices\n"
+        "frame_indices = _make()",
     ],
     "ex01-2": [
         "def face_square(box, margin=1.3):\n    return [int(v) for v in box]",  # no margin, not square
@@ -33,6 +38,12 @@ WRONG = {
         "    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2\n"
         "    return np.array([round(cx - s / 2), round(cy - s / 2), round(cx - s / 2) + s, round(cy - s / 2) + s])",
         "from dfcourse.faces import square_box\ndef face_square(box, margin=1.3):\n    return square_box(box, margin)",
+        # a keyword-only default reached through a helper of the student's; a closure over a partial
+        "from dfcourse.faces import square_box\ndef _side(box, margin, *, _g=square_box):\n    return _g(box, margin)\n"
+        "def face_square(box, margin=1.3):\n    return _side(box, margin)",
+        "import functools\ndef _make():\n    from dfcourse.faces import square_box\n"
+        "    g = functools.partial(square_box)\n    return lambda box, margin=1.3: g(box, margin)\n"
+        "face_square = _make()",
     ],
     "ex01-3": [
         "def link_groups(originals, fakes):\n    return {v: v for v in originals}",  # no linking at all
@@ -54,6 +65,9 @@ WRONG = {
         "import numpy as np\nfrom sklearn.metrics import roc_curve\ndef equal_error_rate(y, scores):\n"  # no interpolation
         "    fpr, tpr, _ = roc_curve(y, scores)\n    return float(fpr[np.argmin(np.abs(fpr - (1 - tpr)))])",
         "from dfcourse.metrics import eer\ndef equal_error_rate(y, scores):\n    return eer(y, scores)",
+        "from dfcourse.metrics import eer\ndef equal_error_rate(y, scores, _e=eer):\n    return _e(y, scores)",
+        "def _make():\n    from dfcourse.metrics import eer\n    def equal_error_rate(y, scores):\n"
+        "        return eer(y, scores)\n    return equal_error_rate\nequal_error_rate = _make()",
     ],
     "ex02-3": [
         "import numpy as np\ndef video_level(rows, probs):\n"  # groups by video_id alone
@@ -250,6 +264,43 @@ def test_forbid_refuses_the_course_function_under_any_name_and_restores_it():
             with pytest.raises(AssertionError, match="do not call dfcourse.faces.square_box"):
                 call((0, 0, 1, 1))
     assert faces.square_box is renamed and scope["sb"] is renamed
+
+
+CHEATS = {  # ways to reach the course's function that the test's scope does not hold by name
+    "default": "def f(b, m=1.3, _f=square_box):\n    return _f(b, m)",
+    "keyword-only default": "def f(b, m=1.3, *, _f=square_box):\n    return _f(b, m)",
+    "closure": "def _make():\n    g = square_box\n    def f(b, m=1.3):\n        return g(b, m)\n    return f\nf = _make()",
+    "helper's closure": "def _make():\n    g = square_box\n    return lambda b, m: g(b, m)\nh = _make()\n"
+                        "del square_box\ndef f(b, m=1.3):\n    return h(b, m)",
+    "partial": "import functools\nf = functools.partial(square_box)",
+    "list": "T = [square_box]\ndel square_box\ndef f(b, m=1.3):\n    return T[0](b, m)",
+    "class attribute": "class K:\n    g = staticmethod(square_box)\n    def run(self, b, m):\n        return self.g(b, m)\n"
+                       "del square_box\ndef f(b, m=1.3):\n    return K().run(b, m)",
+    "copied code": "import types\nf = types.FunctionType(square_box.__code__, square_box.__globals__)",
+}
+
+
+@pytest.mark.parametrize("cheat", sorted(CHEATS))
+def test_forbid_sees_through_defaults_closures_and_helpers(cheat):
+    from dfcourse import exercises as ex
+
+    scope = {"__name__": "__main__"}
+    exec("from dfcourse.faces import square_box\n" + CHEATS[cheat], scope)
+    answer = scope["f"]((0, 0, 4, 4), 1.3)  # the cheat works outside the block
+    with ex.forbid("dfcourse.faces.square_box", scope=scope):
+        with pytest.raises(AssertionError, match="do not call dfcourse.faces.square_box"):
+            scope["f"]((0, 0, 4, 4), 1.3)
+    assert list(scope["f"]((0, 0, 4, 4), 1.3)) == list(answer)  # and everything is put back
+
+
+def test_forbid_leaves_an_honest_answer_alone():
+    from dfcourse import exercises as ex
+
+    scope = {"__name__": "__main__"}
+    exec("import numpy as np\nHELPERS = [np.round]\ndef f(b, m=1.3, _r=round):\n    return [_r(v * m) for v in b]", scope)
+    with ex.forbid("dfcourse.faces.square_box", scope=scope):
+        assert scope["f"]((1, 2), 2) == [2, 4]
+    assert scope["HELPERS"][0] is __import__("numpy").round
 
 
 def test_same_and_same_partition():
