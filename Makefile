@@ -37,7 +37,7 @@ test-all: lint
 test-fast: lint
 	$(BIN)/python -m pytest -m "not slow"
 
-## JupyterLab on LAB_DIR (default notebooks/; students: `make lab LAB_DIR=student`). nbgrader's
+## JupyterLab on LAB_DIR (default notebooks/; students: `make lab LAB_DIR=student/notebooks`). nbgrader's
 ## Validate button checks the open notebook, with the per-cell timeout of ./nbgrader_config.py.
 LAB_DIR ?= notebooks
 lab: setup

@@ -138,7 +138,7 @@ def h264(img, crf: int) -> np.ndarray:
     h, w = img.shape[:2]
     frame = np.pad(img, ((0, h % 2), (0, w % 2), (0, 0)), mode="edge")
     buf = io.BytesIO()
-    with av.open(buf, "w", format="mp4") as out:
+    with av.open(buf, "w", format="h264") as out:  # a raw H.264 stream: no container to write and parse
         stream = out.add_stream("libx264", rate=25)
         stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "yuv420p"
         stream.options = {"crf": str(int(crf)), "preset": "veryfast"}
@@ -147,7 +147,7 @@ def h264(img, crf: int) -> np.ndarray:
         for packet in stream.encode():
             out.mux(packet)
     buf.seek(0)
-    with av.open(buf) as inp:
+    with av.open(buf, format="h264") as inp:
         decoded = next(inp.decode(video=0)).to_ndarray(format="rgb24")
     return decoded[:h, :w].copy()
 
