@@ -138,7 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     q.set_defaults(func=_prepare)
 
     d = sub.add_parser("demo-data", help="build the embedded synthetic-forgery dataset",
-                       description="Real public-domain faces + synthetic forgeries with exact masks.")
+                       description="Real faces that ship with scikit-image and matplotlib (or --faces DIR) + synthetic forgeries with exact masks.")
     d.add_argument("--out", required=True, metavar="DIR")
     d.add_argument("--size", type=whole_number(16), default=128, help="crop side (default 128)")
     d.add_argument("--frames", type=whole_number(1), default=3, help="views per identity (default 3)")
