@@ -38,6 +38,11 @@ AUGMENTATIONS = ("flip", "jitter", "blur", "jpeg", "resample", "noise")
 ROBUST_AUGMENTATIONS = AUGMENTATIONS
 DEFAULT_AUGMENTATIONS = ("flip",)
 AUGMENT_P = {"flip": 0.5, "jitter": 0.5, "blur": 0.3, "jpeg": 0.5, "resample": 0.3, "noise": 0.2}
+# each op's range, drawn uniformly (JPEG quality: integers, both ends included)
+AUGMENT_RANGE = {"jitter": (0.8, 1.2), "blur": (0.2, 1.5), "resample": (0.4, 0.95), "noise": (1, 8), "jpeg": (40, 100)}
+AUGMENT_WHAT = {"flip": "horizontal flip", "jitter": "brightness, contrast, saturation factor",
+                "blur": "Gaussian blur radius (px)", "resample": "down to this share of the side, back up",
+                "noise": "Gaussian noise sigma (grey levels)", "jpeg": "JPEG re-compression quality"}
 AUGMENT_CHOICES = {"robust": ROBUST_AUGMENTATIONS, "flip": DEFAULT_AUGMENTATIONS, "none": ()}
 
 
@@ -59,16 +64,26 @@ def augment(img: Image.Image, rng: np.random.Generator, ops=AUGMENTATIONS) -> Im
         img = img.transpose(Image.FLIP_LEFT_RIGHT)
     if draws["jitter"] and "jitter" in ops:
         for enhancer in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
-            img = enhancer(img).enhance(rng.uniform(0.8, 1.2))
+            img = enhancer(img).enhance(rng.uniform(*AUGMENT_RANGE["jitter"]))
     if draws["blur"] and "blur" in ops:
-        img = img.filter(ImageFilter.GaussianBlur(radius=rng.uniform(0.2, 1.5)))
+        img = img.filter(ImageFilter.GaussianBlur(radius=rng.uniform(*AUGMENT_RANGE["blur"])))
     if draws["resample"] and "resample" in ops:
-        img = Image.fromarray(perturb.resample(np.asarray(img), rng.uniform(0.4, 0.95)))
+        img = Image.fromarray(perturb.resample(np.asarray(img), rng.uniform(*AUGMENT_RANGE["resample"])))
     if draws["noise"] and "noise" in ops:
-        img = Image.fromarray(perturb.gaussian_noise(np.asarray(img), rng.uniform(1, 8), rng))
+        img = Image.fromarray(perturb.gaussian_noise(np.asarray(img), rng.uniform(*AUGMENT_RANGE["noise"]), rng))
     if draws["jpeg"] and "jpeg" in ops:
-        img = jpeg(img, rng.integers(40, 101))
+        lo, hi = AUGMENT_RANGE["jpeg"]
+        img = jpeg(img, rng.integers(lo, hi + 1))
     return img
+
+
+def augmentation_table(ops=AUGMENTATIONS) -> tuple[list[str], list[list[str]]]:
+    """``(header, rows)``: each augmentation in ``ops``, what it changes, its range and probability."""
+    rows = []
+    for op in ops:
+        lo_hi = AUGMENT_RANGE.get(op)
+        rows.append([op, AUGMENT_WHAT[op], f"{lo_hi[0]:g} to {lo_hi[1]:g}" if lo_hi else "-", f"{AUGMENT_P[op]:g}"])
+    return ["augmentation", "what it changes", "range (uniform)", "probability"], rows
 
 
 def to_tensor(img) -> torch.Tensor:

@@ -142,7 +142,27 @@ def pixel_auc(maps, gts, max_pixels: int = 2_000_000, seed: int = 0) -> float:
     if len(s) > max_pixels:
         idx = np.random.default_rng(seed).choice(len(s), max_pixels, replace=False)
         s, t = s[idx], t[idx]
-    return float(skm.roc_auc_score(t, s)) if 0 < t.sum() < len(t) else float("nan")
+    return binary_auc(t, s) if 0 < t.sum() < len(t) else float("nan")
+
+
+def binary_auc(labels, scores) -> float:
+    """ROC AUC of ``scores`` for binary ``labels`` (ties count one half), as
+    ``sklearn.metrics.roc_auc_score`` computes it, from one sort: the probability that a
+    positive scores above a negative (Mann-Whitney U / (n_pos n_neg)). Millions of pixels
+    in a fraction of a second, where sklearn's ROC curve takes several times longer."""
+    t = np.asarray(labels).astype(bool).ravel()
+    s = np.asarray(scores).ravel()
+    n_pos = int(t.sum())
+    n_neg = len(t) - n_pos
+    if not n_pos or not n_neg:
+        raise ValueError("AUC needs both classes among the labels")
+    order = np.argsort(s)
+    s, t = s[order], t[order]
+    group = np.cumsum(np.r_[True, s[1:] != s[:-1]]) - 1  # one group per distinct score
+    pos = np.bincount(group, weights=t)
+    neg = np.bincount(group, weights=~t)
+    below = np.cumsum(neg) - neg  # negatives scoring strictly lower than each group
+    return float((pos * (below + 0.5 * neg)).sum() / (n_pos * n_neg))
 
 
 def _fakes_with_target(maps, gts, labels=None):

@@ -34,7 +34,7 @@ NB02 = dict(pretrained=True, size=224, num_epochs=10, batch_size=32, lr_full=1e-
             quick_scratch_epochs=10, scratch_batch_size=8, scratch_schedule="cosine", high_pass=True, self_blend=True,
             demo_views=0, sb_only_views=2, augment="robust", held_out="auto", lr_head=1e-3)
 NB03 = dict(clip_model="ViT-B-32", clip_pretrained="openai", train_method="auto", cross_method="auto",
-            adapter_hidden=64, head_epochs=50, head_lr=1e-3, batch_size=64, patience=8, quick_max_per_class=150,
+            adapter_hidden=64, head_epochs=50, head_lr=1e-3, batch_size=64, patience=8, quick_max_per_class=80,
             coop_context=4, lora_rank=4, lora_epochs=5, lora_lr=5e-4, quick_lora_per_class=16, quick_lora_epochs=2,
             quick_lora_eval=48, self_blends=1)
 NB04 = dict(pretrained=True, encoder="meso4", high_pass=True, target="residual", residual_threshold=0.05, residual_blur=1.0,

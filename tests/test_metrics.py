@@ -89,3 +89,19 @@ def test_gaussian_prior_is_centred():
     g = gaussian_prior(33)
     assert g.shape == (33, 33) and g[16, 16] == pytest.approx(1.0) and g[0, 0] < 0.01
     assert np.allclose(g, g.T) and np.allclose(g, g[::-1])
+
+
+def test_binary_auc_matches_sklearn_with_ties():
+    from sklearn.metrics import roc_auc_score
+
+    from dfcourse.metrics import binary_auc
+
+    rng = np.random.default_rng(3)
+    for n, decimals in ((7, 1), (500, 2), (20_000, 6)):
+        t = rng.random(n) < 0.3
+        t[:2] = [True, False]
+        s = np.round(rng.random(n) + 0.4 * t, decimals).astype(np.float32)
+        assert abs(binary_auc(t, s) - roc_auc_score(t, s)) < 1e-12
+    assert binary_auc([0, 1], [0.5, 0.5]) == 0.5 and binary_auc([0, 1], [0.9, 0.1]) == 0.0
+    with pytest.raises(ValueError):
+        binary_auc([1, 1], [0.2, 0.3])

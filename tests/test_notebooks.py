@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
+from prose_numbers import unbacked_numbers
 
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -67,6 +68,8 @@ def test_notebook_executes_in_quick_mode(path, course_home, tmp_path, monkeypatc
     assert graded_cells(nb) and not [c.id for c in graded_cells(nb) if errors(c)]
     assert "using your answer" in text and "uses the course's reference" not in text
     FIGURES[path.stem] = figures(nb)
+    # every decimal number or percentage in the prose is one the run shows (or a cited source's)
+    assert not unbacked_numbers(nb), "\n".join(unbacked_numbers(nb))
     if path.stem.startswith("02_"):
         # the course's detector is the shifted validation's choice, and the in-domain choice is shown beside
         # it; neither looks at test
