@@ -271,3 +271,20 @@ def cam_scores(cams, masks, threshold: float = 0.5) -> dict:
             "energy_in_mask": float(np.mean([energy_in_mask(c, m) for c, m in pairs])),
             "iou": float(np.mean([mask_iou(np.asarray(c) > threshold, np.asarray(m) > 0.5) for c, m in pairs])),
             "n": len(pairs)}
+
+
+def bootstrap_auc(labels, scores, n: int = 200, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """A percentile bootstrap interval for the AUC: faces resampled with replacement ``n``
+    times (resamples with one class only are skipped). On a small test split the interval
+    is wide, and two models whose intervals overlap are not shown to differ."""
+    y, s = np.asarray(labels).astype(int), np.asarray(scores, float)
+    rng = np.random.default_rng(seed)
+    aucs = []
+    for _ in range(n):
+        idx = rng.integers(0, len(y), len(y))
+        if 0 < y[idx].sum() < len(idx):
+            aucs.append(binary_auc(y[idx], s[idx]))
+    if not aucs:
+        return float("nan"), float("nan")
+    lo, hi = np.quantile(aucs, [(1 - level) / 2, (1 + level) / 2])
+    return float(lo), float(hi)

@@ -34,9 +34,10 @@ NB02 = dict(pretrained=True, size=224, num_epochs=10, batch_size=32, lr_full=1e-
             quick_scratch_epochs=10, scratch_batch_size=8, scratch_schedule="cosine", high_pass=True, self_blend=True,
             demo_views=0, sb_only_views=2, augment="robust", held_out="auto", lr_head=1e-3)
 NB03 = dict(clip_model="ViT-B-32", clip_pretrained="openai", train_method="auto", cross_method="auto",
-            adapter_hidden=64, head_epochs=50, head_lr=1e-3, batch_size=64, patience=8, quick_max_per_class=80,
+            adapter_hidden=64, head_epochs=50, head_lr=1e-3, batch_size=64, patience=8, quick_max_per_class=50,
+            quick_eval_per_class=32,
             coop_context=4, lora_rank=4, lora_epochs=5, lora_lr=5e-4, quick_lora_per_class=16, quick_lora_epochs=2,
-            quick_lora_eval=48, self_blends=1)
+            quick_lora_eval=32, self_blends=1)
 NB04 = dict(pretrained=True, encoder="meso4", high_pass=True, target="residual", residual_threshold=0.05, residual_blur=1.0,
             map_weight=1.0, real_weight=0.0, self_blend=False, demo_views=2, augment="robust", size=224, num_epochs=10,
             lr=1e-4,
@@ -260,15 +261,20 @@ def resolve_methods(methods, train_method: str = "auto", cross_method: str = "au
     return train, cross
 
 
-def cross_manipulation_data(course, index_path, train_method: str, cross_method: str, max_per_class=None) -> dict:
+def cross_manipulation_data(course, index_path, train_method: str, cross_method: str, max_per_class=None,
+                            eval_per_class=None) -> dict:
     """Notebook 03's sets: train/val on originals + ``train_method`` (train balanced and
-    capped), test in-domain, and ``cross`` = test on the unseen ``cross_method``."""
+    capped at ``max_per_class``), test in-domain, and ``cross`` = test on the unseen
+    ``cross_method``. ``eval_per_class`` (quick mode) caps val, test and cross too, balanced."""
     def pick(split, method, per_class=None):
         return balance(read_index(index_path, split=split, methods=[method]), course.seed, per_class)
 
-    return {"train": pick("train", train_method, max_per_class), "val": pick("val", train_method),
-            "test": read_index(index_path, split="test", methods=[train_method]),
-            "cross": read_index(index_path, split="test", methods=[cross_method])}
+    if eval_per_class is None:
+        return {"train": pick("train", train_method, max_per_class), "val": pick("val", train_method),
+                "test": read_index(index_path, split="test", methods=[train_method]),
+                "cross": read_index(index_path, split="test", methods=[cross_method])}
+    return {"train": pick("train", train_method, max_per_class), "val": pick("val", train_method, eval_per_class),
+            "test": pick("test", train_method, eval_per_class), "cross": pick("test", cross_method, eval_per_class)}
 
 
 def head_config(course, **params) -> TrainConfig:
@@ -349,7 +355,8 @@ def clip_head(course, index_path, clip, tokenizer, kind: str = "adapter+prompt",
     methods = {r["method"] for r in read_index(index_path)} - {"original"}
     train_method, cross_method = resolve_methods(methods, p["train_method"], p["cross_method"])
     data = cross_manipulation_data(course, index_path, train_method, cross_method,
-                                   p["quick_max_per_class"] if course.quick else None)
+                                   p["quick_max_per_class"] if course.quick else None,
+                                   p["quick_eval_per_class"] if course.quick else None)
     text = cp.text_embeddings(clip, tokenizer, cp.PROMPTS, course.device)
     net = cp.ClipDetector(clip, cp.ClipHead(kind, text.shape[1], text, p["adapter_hidden"])).to(course.device)
     feats, labels, _ = encode_sets(course, net, {k: data[k] for k in ("train", "val")}, p["clip_model"],

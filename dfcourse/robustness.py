@@ -199,6 +199,17 @@ def choose(results, sets, device="cpu") -> dict:
             "shifted": max(results, key=lambda r: r["shifted_val_auc"])}
 
 
+def validation_picks(scores) -> dict:
+    """``scores``: one dict per model (``name``, ``val_auc``, ``shifted_val_auc``). The names
+    the clean and the shifted validation pick (NaN never; the first on a tie) and each
+    model's ``drop`` (clean minus shifted), from the validation columns alone."""
+    names = [s["name"] for s in scores]
+    clean = np.array([s["val_auc"] for s in scores], float)
+    shifted = np.array([s["shifted_val_auc"] for s in scores], float)
+    return {"in_domain": names[int(np.nanargmax(clean))], "shifted": names[int(np.nanargmax(shifted))],
+            "drop": dict(zip(names, (clean - shifted).tolist()))}
+
+
 def selection_table(results, picks) -> tuple[list, list]:
     """Header and rows: each model's clean and shifted validation AUC, clean and shifted test
     AUC (frame level), and which validation picks it."""

@@ -25,14 +25,18 @@ def mask_overlay(image, mask, alpha: float = 0.55, colour=(255, 40, 40)) -> np.n
     return out.round().astype(np.uint8)
 
 
-def image_grid(images, titles=None, ncols: int = 6, size: float = 2.0, suptitle=None):
-    """Images (RGB or grey arrays) in a grid with optional titles; returns the figure."""
+def image_grid(images, titles=None, ncols: int = 6, size: float = 2.0, suptitle=None, colorbar: str | None = None,
+               cmap: str = "jet"):
+    """Images (RGB or grey arrays) in a grid with optional titles; returns the figure.
+    ``colorbar``: the label of one colourbar for the grid's heatmaps (``cmap`` over [0, 1],
+    as :func:`overlay` paints them). Constrained layout keeps titles off the images above."""
     images = list(images)
     n = max(1, len(images))
     ncols = min(ncols, n)
     nrows = int(np.ceil(n / ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if suptitle else 0)),
-                             squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols + (0.8 if colorbar else 0),
+                                                    size * nrows + (0.4 if suptitle else 0)),
+                             squeeze=False, layout="constrained")
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < len(images):
@@ -40,10 +44,20 @@ def image_grid(images, titles=None, ncols: int = 6, size: float = 2.0, suptitle=
             ax.imshow(im, cmap="gray" if im.ndim == 2 else None, vmin=0, vmax=255 if im.dtype == np.uint8 else 1)
             if titles is not None:
                 ax.set_title(str(titles[i]), fontsize=8)
+    if colorbar:
+        heat_colorbar(fig, axes, colorbar, cmap)
     if suptitle:
         fig.suptitle(suptitle)
-    fig.tight_layout()
     return fig
+
+
+def heat_colorbar(fig, axes, label: str, cmap: str = "jet"):
+    """One colourbar for heatmaps painted with ``cmap`` over [0, 1] on ``axes``."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+
+    sm = ScalarMappable(norm=Normalize(0, 1), cmap=cmap)
+    return fig.colorbar(sm, ax=np.asarray(axes).ravel().tolist(), shrink=0.8, label=label)
 
 
 def draw_faces(ax, image, faces, title=None):
@@ -126,8 +140,9 @@ def localization_row(axes, image, gt, pred, threshold: float = 0.5, title: str =
     axes[0].set_title(title or "image", fontsize=8)
     axes[1].imshow(gt, cmap="gray", vmin=0, vmax=1)
     axes[1].set_title("ground truth", fontsize=8)
-    axes[2].imshow(pred, cmap="jet", vmin=0, vmax=1)
+    shown = axes[2].imshow(pred, cmap="jet", vmin=0, vmax=1)
     axes[2].set_title("predicted map", fontsize=8)
+    axes[2].figure.colorbar(shown, ax=axes[2], fraction=0.046, pad=0.02, label="p(manipulated)")
     axes[3].imshow(mask_overlay(image, (np.asarray(pred) > threshold).astype(np.float32)))
     axes[3].set_title(f"map > {threshold:.2f}", fontsize=8)
     for ax in axes:
@@ -169,3 +184,27 @@ def plot_robustness(ax, results, metric: str, title: str = "", ylabel: str = "",
     ax.set(xlabel="level (0 = clean)", ylabel=ylabel or metric, title=title, xticks=range(0, 6))
     ax.legend(fontsize=6, ncol=2)
     return ax.figure
+
+
+def plot_gap(ax, names, first, second, first_ci=None, second_ci=None, labels=("in-domain", "unseen"), title=""):
+    """One row per model: two AUCs joined by a line (the gap between them), each with its
+    interval when given; chance (0.5) dotted."""
+    y = np.arange(len(names))[::-1]
+    for k, (vals, ci, colour, label) in enumerate(((first, first_ci, "tab:blue", labels[0]),
+                                                   (second, second_ci, "tab:orange", labels[1]))):
+        vals = np.asarray(vals, float)
+        err = None
+        if ci is not None:
+            ci = np.asarray(ci, float)
+            err = np.abs(np.stack([vals - ci[:, 0], ci[:, 1] - vals]))
+        ax.errorbar(vals, y + (0.12 if k == 0 else -0.12), xerr=err, fmt="o", color=colour, label=label, capsize=2,
+                    ms=5, lw=1)
+    for yi, a, b in zip(y, first, second):
+        ax.plot([a, b], [yi + 0.12, yi - 0.12], c="grey", lw=0.8)
+    ax.axvline(0.5, ls=":", c="grey", lw=1)
+    ax.set_yticks(y, names, fontsize=8)
+    ax.set_xlim(0, 1)
+    ax.set_xlabel("test AUC (frame level)")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=8, loc="lower left")
+

@@ -29,14 +29,13 @@ class Explorer(w.VBox):
 def render_localization(images, gts, maps, titles, index: int = 0, threshold: float = 0.5):
     """One example: image | ground truth | predicted map | thresholded overlay. A fake's
     title gives IoU and Dice; a real face (empty ground truth) its false-positive area."""
-    fig, axes = plt.subplots(1, 4, figsize=(10, 2.8))
+    fig, axes = plt.subplots(1, 4, figsize=(10.6, 2.8), layout="constrained")
     pred = maps[index] > threshold
     gt = gts[index] > 0.5
     viz.localization_row(axes, images[index], gts[index], maps[index], threshold, titles[index])
     score = (f"IoU {mask_iou(pred, gt):.3f}   Dice {dice(pred, gt):.3f}" if gt.any()
              else f"real face: {100 * pred.mean():.1f}% flagged (false-positive area)")
     fig.suptitle(f"{score}   (threshold {threshold:.2f})", fontsize=9)
-    fig.tight_layout()
     return fig
 
 
@@ -71,7 +70,7 @@ def render_cam(images, cams: dict, model: str, method: str, index: int = 0, alph
     if cam.shape != img.shape[:2]:
         cam = cv2.resize(cam, (img.shape[1], img.shape[0]))
     flagged = cam > threshold
-    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.8))
+    fig, axes = plt.subplots(1, 3, figsize=(8.3, 2.8), layout="constrained")
     title = titles[index] if titles else f"face {index}"
     if masks is not None and masks[index] is not None:
         gt = cv2.resize(np.asarray(masks[index], np.float32), (img.shape[1], img.shape[0])) > 0.5
@@ -89,7 +88,7 @@ def render_cam(images, cams: dict, model: str, method: str, index: int = 0, alph
     axes[2].set_title(f"CAM > {threshold:.2f}: {score}", fontsize=8)
     for ax in axes:
         ax.axis("off")
-    fig.tight_layout()
+    viz.heat_colorbar(fig, axes[1], "CAM, scaled to [0, 1]")
     return fig
 
 
@@ -148,7 +147,8 @@ def handle_upload(content: bytes, name: str, predictor, max_faces: int = 4, abou
     if not faces:
         return None, f"{name}: no face found. Try a photo where a face is clearly visible and at least ~40 px wide."
     faces = faces[:max_faces]
-    fig, axes = plt.subplots(1, len(faces) + 1, figsize=(3 * (len(faces) + 1), 3), squeeze=False)
+    fig, axes = plt.subplots(1, len(faces) + 1, figsize=(3 * (len(faces) + 1) + 0.8, 3), squeeze=False,
+                             layout="constrained")
     axes[0, 0].imshow(image)
     axes[0, 0].set_title(name, fontsize=8)
     for k, f in enumerate(faces):
@@ -159,7 +159,7 @@ def handle_upload(content: bytes, name: str, predictor, max_faces: int = 4, abou
         axes[0, k + 1].set_title(f"face {k}: {f['label']} p(fake)={f['prob_fake']:.2f}", fontsize=8)
     for ax in axes.flat:
         ax.axis("off")
-    fig.tight_layout()
+    viz.heat_colorbar(fig, axes[0, 1:], "Grad-CAM, scaled to [0, 1]")
     lines = [f"face {k}: {f['label']} (p(fake) = {f['prob_fake']:.3f})" for k, f in enumerate(faces)]
     return fig, f"{name}: " + "; ".join(lines) + (f" [{about}]" if about else "")
 

@@ -54,6 +54,24 @@ WRONG = {
         "from dfcourse.index import link_groups as lg\ndef link_groups(originals, fakes):\n"
         "    return lg(originals, fakes)",
     ],
+    "ex02-4": [
+        # both picks on the clean validation AUC
+        "def choose_model(scores):\n    b = max(scores, key=lambda s: s['val_auc'])['name']\n"
+        "    return {'in_domain': b, 'shifted': b, 'drop': {s['name']: s['val_auc'] - s['shifted_val_auc'] for s in scores}}",
+        # the test column chooses
+        "def choose_model(scores):\n    b = max(scores, key=lambda s: s.get('test_auc', 0))['name']\n"
+        "    return {'in_domain': b, 'shifted': b, 'drop': {s['name']: s['val_auc'] - s['shifted_val_auc'] for s in scores}}",
+        # the drop's sign reversed
+        "def choose_model(scores):\n    f = lambda k: max(scores, key=lambda s: s[k])['name']\n"
+        "    return {'in_domain': f('val_auc'), 'shifted': f('shifted_val_auc'),\n"
+        "            'drop': {s['name']: s['shifted_val_auc'] - s['val_auc'] for s in scores}}",
+        # max() over NaN: NaN compares false, so a NaN first in the list is kept
+        "def choose_model(scores):\n    f = lambda k: max(scores, key=lambda s: s[k])['name']\n"
+        "    return {'in_domain': f('val_auc'), 'shifted': f('shifted_val_auc'),\n"
+        "            'drop': {s['name']: s['val_auc'] - s['shifted_val_auc'] for s in scores}}",
+        # the course's function
+        "from dfcourse.robustness import validation_picks\ndef choose_model(scores):\n    return validation_picks(scores)",
+    ],
     "ex02-1": [
         "def best_epoch(history):\n    return min(history, key=lambda r: r['train_loss'])['epoch']",  # train loss
         "def best_epoch(history):\n    return max(history, key=lambda r: r.get('test_auc', 0))['epoch']",  # test
@@ -207,7 +225,7 @@ def student_stub(cell):
 
 def test_notebooks_have_exercises():
     found = [p.id for p in exercises()]
-    assert {"ex01-1", "ex01-2", "ex01-3", "ex02-1", "ex02-2", "ex02-3", "ex03-1", "ex03-2", "ex03-3", "ex04-1", "ex04-2", "ex04-3",
+    assert {"ex01-1", "ex01-2", "ex01-3", "ex02-1", "ex02-2", "ex02-3", "ex02-4", "ex03-1", "ex03-2", "ex03-3", "ex04-1", "ex04-2", "ex04-3",
             "ex05-1", "ex05-2", "ex05-3"} <= set(found)
 
 

@@ -78,7 +78,8 @@ def test_cam_widget_callbacks_render_headless(monkeypatch):
             ("Localizer", "supervised map"): np.stack([0.05 + 0.9 * np.pad(np.ones((16, 16)), 8)] * 3)}
     masks = [np.zeros((32, 32)), np.pad(np.ones((16, 16)), 8), None]
     fig = render_cam(imgs, cams, "ResNet18", "gradcam", index=2, alpha=0.3, threshold=0.4)
-    assert len(fig.axes) == 3 and "ResNet18: gradcam" in fig.axes[1].get_title()
+    assert len(fig.axes) == 4 and "ResNet18: gradcam" in fig.axes[1].get_title()  # three panels and a colourbar
+    assert fig.axes[-1].get_ylabel().startswith("CAM")
     fig = render_cam(imgs, cams, "Localizer", "supervised map", index=1, threshold=0.5, masks=masks)
     assert "IoU 1.00, max in mask" in fig.axes[2].get_title()
     fig = render_cam(imgs, cams, "Localizer", "supervised map", index=0, threshold=0.5, masks=masks)

@@ -145,7 +145,8 @@ def test_widget_callback_renders_headless(monkeypatch):
     gts = [np.zeros((16, 16)), np.ones((16, 16))]
     maps = [np.zeros((16, 16)), np.full((16, 16), 0.7)]
     fig = render_localization(imgs, gts, maps, ["a", "b"], index=1, threshold=0.5)
-    assert "IoU 1.000" in fig._suptitle.get_text() and len(fig.axes) == 4
+    assert "IoU 1.000" in fig._suptitle.get_text() and len(fig.axes) == 5  # four panels and the map's colourbar
+    assert fig.axes[-1].get_ylabel() == "p(manipulated)"
     box = localization_explorer(imgs, gts, maps, ["a", "b"])
     box.children[0].children[0].value = 1
     box.children[0].children[1].value = 0.9  # move the threshold slider: the callback re-renders

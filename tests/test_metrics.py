@@ -105,3 +105,17 @@ def test_binary_auc_matches_sklearn_with_ties():
     assert binary_auc([0, 1], [0.5, 0.5]) == 0.5 and binary_auc([0, 1], [0.9, 0.1]) == 0.0
     with pytest.raises(ValueError):
         binary_auc([1, 1], [0.2, 0.3])
+
+
+def test_bootstrap_auc_brackets_the_auc_and_narrows_with_more_faces():
+    from dfcourse.metrics import binary_auc, bootstrap_auc
+
+    rng = np.random.default_rng(0)
+    widths = []
+    for n in (40, 2000):
+        y = rng.random(n) < 0.5
+        s = rng.random(n) + 0.5 * y
+        lo, hi = bootstrap_auc(y, s, seed=1)
+        assert lo <= binary_auc(y, s) <= hi
+        widths.append(hi - lo)
+    assert widths[1] < widths[0] / 3
