@@ -154,12 +154,11 @@ def face_track(faces_per_frame: list[list[Face]]) -> list[Face | None]:
 def square_box(box, margin: float = MARGIN) -> np.ndarray:
     """The square around ``box`` with side ``margin`` x its larger side, as ints ``x1 y1 x2 y2``.
     It may extend past the image; :func:`crop` pads with black there."""
-    x1, y1, x2, y2 = [float(v) for v in box]
-    cx, cy = (x1 + x2) / 2, (y1 + y2) / 2
-    side = max(x2 - x1, y2 - y1) * margin
-    x1, y1 = round(cx - side / 2), round(cy - side / 2)
-    s = max(1, round(side))
-    return np.array([x1, y1, x1 + s, y1 + s], dtype=int)
+    b = np.asarray(box, dtype=np.float64)[:4]
+    centre, extent = (b[:2] + b[2:]) / 2, b[2:] - b[:2]
+    side = float(extent.max()) * margin
+    corner = np.rint(centre - side / 2)  # half to even, as Python's round
+    return np.concatenate([corner, corner + max(1, round(side))]).astype(int)
 
 
 def crop(image: np.ndarray, square, size: int, interpolation=cv2.INTER_AREA) -> np.ndarray:

@@ -33,6 +33,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from queue import Empty
 
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -222,6 +223,29 @@ def _cell_lines(cell, stack: str = "") -> str:
 
 
 # ----------------------------------------------------------------- the client
+POLL_SLICE = 2.0  # seconds: the longest single wait on a kernel channel
+
+
+def sliced_get_msg(get_msg, slice_s: float = POLL_SLICE):
+    """``get_msg`` (a channel's coroutine) that waits in slices of at most ``slice_s`` until
+    its ``timeout`` (``None``: forever) is spent. Each slice polls the socket afresh, and a fresh
+    poll sees messages ZMQ already holds: a single long wait on an asyncio ZMQ socket can miss
+    the readiness event of a message that arrived, and then sleeps through the whole cell
+    timeout with the kernel idle (seen in ``make course``: both ends idle, no bytes queued)."""
+    async def get(timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                return await get_msg(timeout=slice_s if left is None else min(slice_s, left))
+            except Empty:
+                if left is not None and left <= slice_s:
+                    raise
+
+    get.sliced = True
+    return get
+
+
 class WatchedClient(NotebookClient):
     """``NotebookClient`` whose kernel explains its death or stall (see the module docstring).
     ``log_dir``: where the kernel's log goes; by default a temporary folder, removed
@@ -264,10 +288,14 @@ class WatchedClient(NotebookClient):
 
     async def async_start_new_kernel_client(self):
         try:
-            return await super().async_start_new_kernel_client()
+            kc = await super().async_start_new_kernel_client()
         except RuntimeError as e:  # "Kernel died before replying to kernel_info"
             self._failed = True
             raise type(e)(f"{e}\n{self.report(None, 'the kernel did not start')}") from e
+        for channel in (kc.shell_channel, kc.iopub_channel):
+            if not getattr(channel.get_msg, "sliced", False):
+                channel.get_msg = sliced_get_msg(channel.get_msg)
+        return kc
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         self._cell, self._cell_index, self._stack = cell, cell_index, ""

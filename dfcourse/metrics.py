@@ -29,13 +29,12 @@ def eer(y, p) -> float:
     if len(np.unique(y)) < 2:
         return float("nan")
     fpr, tpr, _ = skm.roc_curve(y, p)
-    fnr = 1 - tpr
-    diff = fpr - fnr  # increases from -1 to +1 along the curve
-    i = int(np.argmax(diff >= 0))
-    if i == 0 or diff[i] == 0:
-        return float(fpr[i])
-    t = -diff[i - 1] / (diff[i] - diff[i - 1])
-    return float(fpr[i - 1] + t * (fpr[i] - fpr[i - 1]))
+    gap = fpr - (1 - tpr)  # FPR - FNR: rises from -1 to +1 along the curve
+    hi = int(np.flatnonzero(gap >= 0)[0])  # the first ROC point at or past the crossing
+    if hi == 0 or gap[hi] == 0:
+        return float(fpr[hi])
+    w = gap[hi] / (gap[hi] - gap[hi - 1])  # the weight of the point before it
+    return float(w * fpr[hi - 1] + (1 - w) * fpr[hi])
 
 
 def binary_metrics(y, p, threshold: float = 0.5) -> dict:
@@ -175,8 +174,8 @@ def _fakes_with_target(maps, gts, labels=None):
 def best_threshold(maps, gts, candidates=np.linspace(0.05, 0.95, 19)) -> float:
     """The threshold with the highest mean IoU over the given (validation) fakes."""
     pairs = _fakes_with_target(maps, gts)
-    scores = [np.mean([mask_iou(m > t, g) for m, g in pairs]) for t in candidates]
-    return float(candidates[int(np.argmax(scores))])
+    ious = np.array([[mask_iou(m > t, g) for m, g in pairs] for t in candidates])  # (threshold, face)
+    return float(np.asarray(candidates)[ious.mean(axis=1).argmax()])
 
 
 def localization_metrics(maps, gts, labels, image_scores=None, threshold: float = 0.5) -> dict:
@@ -257,10 +256,13 @@ def pointing_game(cam, mask) -> bool:
 
 
 def energy_in_mask(cam, mask) -> float:
-    """Fraction of the map's total (non-negative) energy that falls inside the mask."""
-    cam = np.clip(np.asarray(cam, dtype=np.float64), 0, None)
-    total = cam.sum()
-    return float((cam * (np.asarray(mask) > 0.5)).sum() / total) if total > 0 else 0.0
+    """Fraction of the map's total (non-negative) energy that falls inside the mask (0.0 for
+    a map without energy). Computed as one weighted mean: the mask's share under weights
+    given by the map."""
+    weights = np.maximum(np.asarray(cam, dtype=np.float64).ravel(), 0.0)
+    if not weights.any():
+        return 0.0
+    return float(np.average(np.asarray(mask).ravel() > 0.5, weights=weights))
 
 
 def cam_scores(cams, masks, threshold: float = 0.5) -> dict:

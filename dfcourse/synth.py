@@ -219,7 +219,7 @@ def residual(fake, source) -> np.ndarray:
 def residual_target(fake, source, threshold: float = 0.05, blur_sigma: float = 1.0) -> np.ndarray:
     """Notebook 04's supervision target: binary float32 map, grey ``|fake - source|`` in [0, 1],
     Gaussian-blurred, ``> threshold`` (also ``dfcourse.localization.residual_target``)."""
-    d = np.abs(fake.astype(np.float32) - source.astype(np.float32)).mean(-1) / 255.0
+    gap = np.abs(np.subtract(fake, source, dtype=np.float32)).mean(axis=-1) / 255.0
     if blur_sigma > 0:
-        d = cv2.GaussianBlur(d, (0, 0), blur_sigma)
-    return (d > threshold).astype(np.float32)
+        gap = cv2.GaussianBlur(gap, (0, 0), blur_sigma)
+    return np.greater(gap, threshold).astype(np.float32)

@@ -17,10 +17,11 @@ MAX_CREDIBLE = 10_000_000  # a header count above this (~4 days at 30 fps) is no
 
 def sample_indices(num_total: int, num_frames: int) -> np.ndarray:
     """``num_frames`` evenly spaced frame indices in ``[0, num_total)`` (np.linspace), unique."""
-    if num_total <= 0:
-        return np.zeros(0, dtype=int)
-    idx = np.linspace(0, num_total - 1, num=min(num_frames, num_total))
-    return np.unique(np.round(idx).astype(int))
+    if num_frames < 0:
+        raise ValueError(f"num_frames must be >= 0, not {num_frames}")
+    k = min(num_frames, max(num_total, 0))
+    spaced = np.linspace(0, num_total - 1, num=k) if k else np.empty(0)
+    return np.unique(np.rint(spaced).astype(np.int64))
 
 
 def frame_count(path) -> int:

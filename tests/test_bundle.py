@@ -90,9 +90,6 @@ def test_bundle_reveals_no_solution_and_holds_no_instructor_notebook(bundle):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason="the package ships the course's reference functions (exercises.pick falls "
-                   "back on them): notebook 05's energy_share solution is dfcourse.metrics.energy_in_mask's body, "
-                   "verbatim. When no solution is, this passes and strict xfail fails: remove the mark")
 def test_package_holds_no_solution_verbatim(bundle):
     found = {k: v for k, v in texts(bundle).items() if "/dfcourse/" in k}
     assert not leaks(found, {k: v for k, v in secrets().items() if "a solution" in v}), sorted(leaks(found, secrets()))

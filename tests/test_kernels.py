@@ -83,3 +83,32 @@ def test_a_stack_without_the_cell_says_the_kernel_is_not_running_it():
            'line 2 in <module>\n' + idle
     assert "running line 2 of the cell (in <module>): time.sleep(5)" in _cell_lines(cell, busy)
     assert "no thread" not in _cell_lines(cell, busy)
+
+
+def test_sliced_get_msg_polls_afresh_and_keeps_the_deadline():
+    import asyncio
+    from queue import Empty
+
+    from dfcourse.kernels import sliced_get_msg
+
+    asked = []
+
+    async def get_msg(timeout=None):  # a message "arrives" on the fourth poll
+        asked.append(timeout)
+        if len(asked) < 4:
+            raise Empty
+        return {"msg": len(asked)}
+
+    got = asyncio.run(sliced_get_msg(get_msg, slice_s=0.0)(timeout=None))
+    assert got == {"msg": 4} and all(t == 0.0 for t in asked), asked  # forever = slice after slice
+
+    asked.clear()
+
+    async def never(timeout=None):
+        asked.append(timeout)
+        await asyncio.sleep(timeout)
+        raise Empty
+
+    with pytest.raises(Empty):
+        asyncio.run(sliced_get_msg(never, slice_s=0.05)(timeout=0.12))
+    assert len(asked) >= 3 and max(asked) <= 0.05 + 1e-9, asked  # never one long wait past a slice
