@@ -18,11 +18,20 @@ import contextlib
 import cv2
 import numpy as np
 import torch
-from pytorch_grad_cam import EigenCAM, GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, XGradCAM
-from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
 
-METHODS = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM,
-           "layercam": LayerCAM, "eigencam": EigenCAM, "scorecam": ScoreCAM}
+# pytorch-grad-cam's class of each method, by name (imported on first use: about a second)
+METHOD_CLASSES = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "xgradcam": "XGradCAM",
+                  "layercam": "LayerCAM", "eigencam": "EigenCAM", "scorecam": "ScoreCAM"}
+METHODS = tuple(METHOD_CLASSES)
+
+
+def method_class(name: str):
+    """The pytorch-grad-cam class of CAM method ``name`` (a key of :data:`METHOD_CLASSES`)."""
+    import pytorch_grad_cam
+
+    if name not in METHOD_CLASSES:
+        raise ValueError(f"unknown CAM method {name!r}; choose from {METHODS}")
+    return getattr(pytorch_grad_cam, METHOD_CLASSES[name])
 
 
 def vit_grid(input_size: int, patch_size: int) -> int:
@@ -67,12 +76,14 @@ def compute_cams(net, x, method: str = "gradcam", target_layer=None, reshape_tra
     either is processed ``batch_size`` images at a time."""
     if method not in METHODS:
         raise ValueError(f"unknown CAM method {method!r}; choose from {sorted(METHODS)}")
+    from pytorch_grad_cam.utils.model_targets import BinaryClassifierOutputTarget
+
     layer = target_layer if target_layer is not None else net.cam_target
     reshape_transform = reshape_transform or getattr(net, "cam_reshape", None)
     net.eval()
     device = next(net.parameters()).device
     out = []
-    with gradients_on(layer), METHODS[method](model=net, target_layers=[layer],
+    with gradients_on(layer), method_class(method)(model=net, target_layers=[layer],
                                               reshape_transform=reshape_transform) as cam:
         if method == "scorecam":
             cam.batch_size = batch_size

@@ -17,7 +17,6 @@ import os
 from pathlib import Path
 
 import numpy as np
-import open_clip
 import torch
 from PIL import Image
 from torch import nn
@@ -29,6 +28,14 @@ from .datasets import load_face, to_tensor
 from .io import atomic_path
 from .models import CLIP_MEAN, CLIP_STD, Normalize, Weights
 from .runs import fingerprint, tensors_fingerprint
+
+
+def _open_clip():
+    """open_clip, imported when first needed: it pulls in torchvision's detection ops and takes
+    about two seconds, which notebooks that never build a CLIP should not pay."""
+    import open_clip
+
+    return open_clip
 
 PROMPTS = ("a photo of a real human face", "a photo of a fake deepfake face")
 
@@ -49,7 +56,7 @@ def find_clip_weights(model_name: str, pretrained: str, path=None) -> Path | Non
 def pretrained_config(model_name: str, pretrained: str) -> dict:
     """open_clip's config of a weights tag (where it is hosted, ``quick_gelu``); ``{}`` for
     a tag open_clip does not know for this model."""
-    return open_clip.get_pretrained_cfg(model_name, pretrained) if pretrained else {}
+    return _open_clip().get_pretrained_cfg(model_name, pretrained) if pretrained else {}
 
 
 def _weights_reachable(cfg: dict) -> bool:
@@ -73,7 +80,7 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str = "openai", weights=
     in the record's note. Never waits on an absent network (``HF_HUB_OFFLINE=1`` is set
     then). A weights file that is there but does not load is an error naming it."""
     setup_offline()
-    tokenizer = open_clip.get_tokenizer(model_name)
+    tokenizer = _open_clip().get_tokenizer(model_name)
     cfg = pretrained_config(model_name, pretrained)
     quick_gelu = bool(cfg.get("quick_gelu", pretrained == "openai"))  # OpenAI's CLIPs all use QuickGELU
     path = find_clip_weights(model_name, pretrained, weights)
@@ -81,7 +88,7 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str = "openai", weights=
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such CLIP weights file")
         try:
-            model = open_clip.create_model(model_name, pretrained=str(path), force_quick_gelu=quick_gelu)
+            model = _open_clip().create_model(model_name, pretrained=str(path), force_quick_gelu=quick_gelu)
         except Exception as e:
             raise ValueError(f"{path}: cannot load these weights into {model_name} ({e.__class__.__name__}: "
                              f"{str(e)[:200]}). Is it a complete {model_name} '{pretrained}' file? Delete it or "
@@ -90,15 +97,15 @@ def load_clip(model_name: str = "ViT-B-32", pretrained: str = "openai", weights=
                                                 f"from {path} (quick_gelu={quick_gelu})")
     if pretrained and not cfg:
         raise ValueError(f"{model_name}: open_clip knows no pretrained tag {pretrained!r}; it knows "
-                         f"{open_clip.list_pretrained_tags_by_model(model_name)}. Or put a weights file named "
+                         f"{_open_clip().list_pretrained_tags_by_model(model_name)}. Or put a weights file named "
                          f"{model_name}-{pretrained}.bin in $DFCOURSE_WEIGHTS_DIR.")
     if pretrained and _weights_reachable(cfg):
-        model = open_clip.create_model(model_name, pretrained=pretrained, force_quick_gelu=quick_gelu)
+        model = _open_clip().create_model(model_name, pretrained=pretrained, force_quick_gelu=quick_gelu)
         return model.eval(), tokenizer, Weights(True, f"open_clip:{pretrained}", f"{model_name}: pretrained "
                                                 f"'{pretrained}' weights loaded (quick_gelu={quick_gelu})")
     with torch.random.fork_rng():  # the same random CLIP in every notebook, so a head trained on it fits
         torch.manual_seed(0)
-        model = open_clip.create_model(model_name, pretrained=None, force_quick_gelu=quick_gelu)
+        model = _open_clip().create_model(model_name, pretrained=None, force_quick_gelu=quick_gelu)
     why = (f"pretrained '{pretrained}' weights not found: not in $DFCOURSE_WEIGHTS_DIR or the cache, and no "
            "network" if pretrained else "pretrained=''")
     return model.eval(), tokenizer, Weights(False, "", f"{model_name}: random init, seed 0 ({why})")

@@ -22,7 +22,6 @@ from __future__ import annotations
 import math
 
 import torch
-from open_clip.transformer import text_global_pool
 from torch import nn
 from torch.nn.utils import parametrize
 
@@ -54,6 +53,8 @@ class PromptLearner(nn.Module):
         x = torch.cat([self.prefix, self.ctx.unsqueeze(0).expand(n, -1, -1), self.suffix], dim=1)
         x = x + clip.positional_embedding
         x = clip.ln_final(clip.transformer(x, attn_mask=clip.attn_mask))
+        from open_clip.transformer import text_global_pool  # imported on first use (see clip_peft._open_clip)
+
         x = text_global_pool(x, self.tokens, clip.text_pool_type, eos_token_id=getattr(clip, "text_eos_id", None))
         x = clip.text_projection(x) if isinstance(clip.text_projection, nn.Linear) else x @ clip.text_projection
         return nn.functional.normalize(x.float(), dim=-1)

@@ -30,7 +30,7 @@ from .train import TrainConfig, fit, predict_probs
 
 # The parameters cells of notebooks 02, 03 and 04 (names lower-cased).
 NB02 = dict(pretrained=True, size=224, num_epochs=10, batch_size=32, lr_full=1e-4, patience=3,
-            quick_size=96, quick_epochs=3, quick_max_per_class=150, lr_scratch=1e-3, scratch_epochs=20,
+            quick_size=96, quick_epochs=2, quick_max_per_class=100, lr_scratch=1e-3, scratch_epochs=20,
             quick_scratch_epochs=10, scratch_batch_size=8, scratch_schedule="cosine", high_pass=True, self_blend=True,
             demo_views=0, sb_only_views=2, augment="robust", held_out="auto", lr_head=1e-3)
 NB03 = dict(clip_model="ViT-B-32", clip_pretrained="openai", train_method="auto", cross_method="auto",
