@@ -136,12 +136,32 @@ def dice(pred, gt) -> float:
 
 
 def pixel_auc(maps, gts, max_pixels: int = 2_000_000, seed: int = 0) -> float:
-    """ROC AUC over all pixels of the given maps (subsampled beyond ``max_pixels``)."""
+    """ROC AUC over all pixels of the given maps (subsampled beyond ``max_pixels``). Maps in
+    [0, 1] are ranked on :data:`AUC_LEVELS` levels (:func:`binned_auc`: one pass instead of a
+    sort, within about 1e-5 of the exact AUC); other maps exactly (:func:`binary_auc`)."""
     s, t = np.concatenate([m.ravel() for m in maps]), np.concatenate([g.ravel() for g in gts]).astype(int)
     if len(s) > max_pixels:
         idx = np.random.default_rng(seed).choice(len(s), max_pixels, replace=False)
         s, t = s[idx], t[idx]
-    return binary_auc(t, s) if 0 < t.sum() < len(t) else float("nan")
+    if not 0 < t.sum() < len(t):
+        return float("nan")
+    if len(s) > 100_000 and s.min() >= 0 and s.max() <= 1:
+        return binned_auc(t, s)
+    return binary_auc(t, s)
+
+
+AUC_LEVELS = 1 << 20  # score levels of binned_auc: scores closer than 1e-6 count as tied
+
+
+def binned_auc(labels, scores, levels: int = AUC_LEVELS) -> float:
+    """ROC AUC of ``scores`` in [0, 1] counted on ``levels`` equal bins (scores in one bin
+    count as tied, one half): linear time, for millions of pixels."""
+    t = np.asarray(labels).astype(bool).ravel()
+    b = np.minimum((np.asarray(scores, np.float64).ravel() * levels).astype(np.int64), levels - 1)
+    pos = np.bincount(b[t], minlength=levels).astype(np.float64)
+    neg = np.bincount(b[~t], minlength=levels).astype(np.float64)
+    below = np.cumsum(neg) - neg
+    return float((pos * (below + 0.5 * neg)).sum() / (pos.sum() * neg.sum()))
 
 
 def binary_auc(labels, scores) -> float:

@@ -32,11 +32,11 @@ from .train import TrainConfig, fit, predict_probs
 NB02 = dict(pretrained=True, size=224, num_epochs=10, batch_size=32, lr_full=1e-4, patience=3,
             quick_size=96, quick_epochs=2, quick_max_per_class=100, lr_scratch=1e-3, scratch_epochs=20,
             quick_scratch_epochs=10, scratch_batch_size=8, scratch_schedule="cosine", high_pass=True, self_blend=True,
-            demo_views=0, sb_only_views=2, augment="robust", held_out="auto", lr_head=1e-3)
+            demo_views=0, sb_only_views=1, augment="robust", held_out="auto", lr_head=1e-3)
 NB03 = dict(clip_model="ViT-B-32", clip_pretrained="openai", train_method="auto", cross_method="auto",
             adapter_hidden=64, head_epochs=50, head_lr=1e-3, batch_size=64, patience=8, quick_max_per_class=50,
             quick_eval_per_class=32,
-            coop_context=4, lora_rank=4, lora_epochs=5, lora_lr=5e-4, quick_lora_per_class=16, quick_lora_epochs=2,
+            coop_context=4, lora_rank=4, lora_epochs=5, lora_lr=5e-4, quick_lora_per_class=16, quick_lora_epochs=1,
             quick_lora_eval=32, self_blends=1)
 NB04 = dict(pretrained=True, encoder="meso4", high_pass=True, target="residual", residual_threshold=0.05, residual_blur=1.0,
             map_weight=1.0, real_weight=0.0, self_blend=False, demo_views=2, augment="robust", size=224, num_epochs=10,

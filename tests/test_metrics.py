@@ -119,3 +119,16 @@ def test_bootstrap_auc_brackets_the_auc_and_narrows_with_more_faces():
         assert lo <= binary_auc(y, s) <= hi
         widths.append(hi - lo)
     assert widths[1] < widths[0] / 3
+
+
+def test_pixel_auc_on_a_million_pixels_is_within_1e5_of_sklearn():
+    from sklearn.metrics import roc_auc_score
+
+    from dfcourse.metrics import pixel_auc
+
+    rng = np.random.default_rng(5)
+    gts = [(rng.random((96, 96)) < 0.2).astype(np.float32) for _ in range(120)]
+    maps = [np.clip(0.3 * g + rng.random((96, 96)) * 0.8, 0, 1).astype(np.float32) for g in gts]
+    maps[0][:] = 0.5  # a block of exact ties
+    want = roc_auc_score(np.concatenate([g.ravel() for g in gts]), np.concatenate([m.ravel() for m in maps]))
+    assert abs(pixel_auc(maps, gts) - want) < 1e-5
