@@ -214,10 +214,11 @@ class Meso4(Detector):
     LeakyReLU(0.1) hidden layer. Two changes: the last 4x4 max-pool becomes an adaptive
     average pool to 8x8 (the paper's map at 256 px), so any input size >= 64 px works; and
     with ``highpass`` (the course's default) the first convolution also sees the image's
-    high-pass residual (:class:`HighPass`): on the demo data the published net learns slowly
-    and depends on its random init, this one learns the traces within a few epochs
-    (``benchmarks/ablate_localizer.py``, ``benchmarks/ablate_detector.py``).
-    No published weights exist."""
+    high-pass residual (:class:`HighPass`): on demo engine v2 the published net learned slowly
+    and depended on its random init, this one faster (``benchmarks/ablate_localizer.py``,
+    ``benchmarks/ablate_detector.py``, measured on v2). The authors' repository ships trained
+    Keras weights (Meso4_DF, Meso4_F2F); this PyTorch net does not load them, it trains from
+    random init."""
 
     def __init__(self, highpass: bool = True):
         def block(c_in, c_out, k, pool):
