@@ -57,7 +57,10 @@ def heat_colorbar(fig, axes, label: str, cmap: str = "jet"):
     from matplotlib.colors import Normalize
 
     sm = ScalarMappable(norm=Normalize(0, 1), cmap=cmap)
-    return fig.colorbar(sm, ax=np.asarray(axes).ravel().tolist(), shrink=0.8, label=label)
+    axes = np.asarray(axes, dtype=object).ravel().tolist()
+    if len(axes) == 1:  # beside one panel, in its grid cell: tight_layout keeps working
+        return fig.colorbar(sm, ax=axes[0], fraction=0.046, pad=0.02, label=label)
+    return fig.colorbar(sm, ax=axes, shrink=0.8, label=label)
 
 
 def draw_faces(ax, image, faces, title=None):

@@ -29,13 +29,14 @@ class Explorer(w.VBox):
 def render_localization(images, gts, maps, titles, index: int = 0, threshold: float = 0.5):
     """One example: image | ground truth | predicted map | thresholded overlay. A fake's
     title gives IoU and Dice; a real face (empty ground truth) its false-positive area."""
-    fig, axes = plt.subplots(1, 4, figsize=(10.6, 2.8), layout="constrained")
+    fig, axes = plt.subplots(1, 4, figsize=(10.6, 2.8))
     pred = maps[index] > threshold
     gt = gts[index] > 0.5
     viz.localization_row(axes, images[index], gts[index], maps[index], threshold, titles[index])
     score = (f"IoU {mask_iou(pred, gt):.3f}   Dice {dice(pred, gt):.3f}" if gt.any()
              else f"real face: {100 * pred.mean():.1f}% flagged (false-positive area)")
     fig.suptitle(f"{score}   (threshold {threshold:.2f})", fontsize=9)
+    fig.tight_layout()  # once, here (see render_cam)
     return fig
 
 
@@ -70,7 +71,7 @@ def render_cam(images, cams: dict, model: str, method: str, index: int = 0, alph
     if cam.shape != img.shape[:2]:
         cam = cv2.resize(cam, (img.shape[1], img.shape[0]))
     flagged = cam > threshold
-    fig, axes = plt.subplots(1, 3, figsize=(8.3, 2.8), layout="constrained")
+    fig, axes = plt.subplots(1, 3, figsize=(8.3, 2.8))
     title = titles[index] if titles else f"face {index}"
     if masks is not None and masks[index] is not None:
         gt = cv2.resize(np.asarray(masks[index], np.float32), (img.shape[1], img.shape[0])) > 0.5
@@ -89,7 +90,8 @@ def render_cam(images, cams: dict, model: str, method: str, index: int = 0, alph
     for ax in axes:
         ax.axis("off")
     viz.heat_colorbar(fig, axes[1], "CAM, scaled to [0, 1]")
-    return fig
+    fig.tight_layout()  # once, here: a layout that re-runs at each draw would make the explorer's
+    return fig          # first image differ from the same figure drawn above it
 
 
 def cam_explorer(images, cams: dict, titles=None, masks=None, model=None, method=None, threshold: float = 0.5,
