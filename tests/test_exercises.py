@@ -17,7 +17,20 @@ from nbgrader.preprocessors import ClearSolutions
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 
-# Wrong answers, one or more per exercise: a plausible mistake, or a call into dfcourse.
+# Exercise 2.1's two halves, each right, for wrong answers that get the other half wrong
+_TRAIN_OK = (
+    "def train_one_epoch(net, loader, optimiser, pos_weight=1.0):\n    net.train(); total = n = 0\n"
+    "    for x, y, *_ in loader:\n        z = net(x)[:, 0]; loss, g = bce_and_grad(z.detach(), y, pos_weight)\n"
+    "        optimiser.zero_grad(); z.backward(g); optimiser.step(); total += loss * len(y); n += len(y)\n"
+    "    return total / n\n")
+_BCE_OK = (
+    "import torch\nimport torch.nn.functional as F\ndef bce_and_grad(z, y, pos_weight=1.0):\n"
+    "    z, y = z.detach(), y.to(z.dtype); p = torch.sigmoid(z)\n"
+    "    loss = (pos_weight * y * F.softplus(-z) + (1 - y) * F.softplus(z)).mean()\n"
+    "    return float(loss), (pos_weight * y * (p - 1) + (1 - y) * p) / len(z)\n")
+
+# Wrong answers, one or more per exercise: a plausible mistake, or a call into dfcourse; a pair (old, new)
+# is the worked answer with `old` replaced by `new`.
 WRONG = {
     "ex01-1": [
         "import numpy as np\ndef frame_indices(num_total, k):\n    return np.arange(min(k, num_total))",  # first k
@@ -73,10 +86,44 @@ WRONG = {
         "from dfcourse.robustness import validation_picks\ndef choose_model(scores):\n    return validation_picks(scores)",
     ],
     "ex02-1": [
-        "def best_epoch(history):\n    return min(history, key=lambda r: r['train_loss'])['epoch']",  # train loss
-        "def best_epoch(history):\n    return max(history, key=lambda r: r.get('test_auc', 0))['epoch']",  # test
-        "def best_epoch(history):\n"  # the position, not the epoch number
-        "    return min(range(len(history)), key=lambda i: history[i]['val_loss']) + 1",
+        # log of the sigmoid: infinite loss for a confident wrong logit
+        "import torch\ndef bce_and_grad(z, y, pos_weight=1.0):\n    z, y = z.detach(), y.to(z.dtype); p = torch.sigmoid(z)\n"
+        "    loss = -(pos_weight * y * torch.log(p) + (1 - y) * torch.log(1 - p)).mean()\n"
+        "    return float(loss), (pos_weight * y * (p - 1) + (1 - y) * p) / len(z)\n" + _TRAIN_OK,
+        # the gradient of the sum, not of the mean
+        "import torch\nimport torch.nn.functional as F\ndef bce_and_grad(z, y, pos_weight=1.0):\n"
+        "    z, y = z.detach(), y.to(z.dtype); p = torch.sigmoid(z)\n"
+        "    loss = (pos_weight * y * F.softplus(-z) + (1 - y) * F.softplus(z)).mean()\n"
+        "    return float(loss), pos_weight * y * (p - 1) + (1 - y) * p\n" + _TRAIN_OK,
+        # y - p: the gradient's sign reversed
+        "import torch\nimport torch.nn.functional as F\ndef bce_and_grad(z, y, pos_weight=1.0):\n"
+        "    z, y = z.detach(), y.to(z.dtype); p = torch.sigmoid(z)\n"
+        "    loss = (pos_weight * y * F.softplus(-z) + (1 - y) * F.softplus(z)).mean()\n"
+        "    return float(loss), (y - p) / len(z)\n" + _TRAIN_OK,
+        # pos_weight ignored
+        "import torch\nimport torch.nn.functional as F\ndef bce_and_grad(z, y, pos_weight=1.0):\n"
+        "    z, y = z.detach(), y.to(z.dtype); p = torch.sigmoid(z)\n"
+        "    loss = (y * F.softplus(-z) + (1 - y) * F.softplus(z)).mean()\n"
+        "    return float(loss), (p - y) / len(z)\n" + _TRAIN_OK,
+        # autograd's gradient through torch's loss
+        "import torch\nimport torch.nn.functional as F\ndef bce_and_grad(z, y, pos_weight=1.0):\n"
+        "    z = z.detach().requires_grad_()\n"
+        "    loss = F.binary_cross_entropy_with_logits(z, y.to(z.dtype), pos_weight=torch.tensor(pos_weight, dtype=z.dtype))\n"
+        "    (g,) = torch.autograd.grad(loss, z)\n    return float(loss), g\n" + _TRAIN_OK,
+        # gradients accumulate: no zero_grad
+        _BCE_OK + "def train_one_epoch(net, loader, optimiser, pos_weight=1.0):\n    net.train(); total = n = 0\n"
+        "    for x, y, *_ in loader:\n        z = net(x)[:, 0]; loss, g = bce_and_grad(z.detach(), y, pos_weight)\n"
+        "        z.backward(g); optimiser.step(); total += loss * len(y); n += len(y)\n    return total / n\n",
+        # the mean of the batch means: the short last batch counts as much as a full one
+        _BCE_OK + "def train_one_epoch(net, loader, optimiser, pos_weight=1.0):\n    net.train(); losses = []\n"
+        "    for x, y, *_ in loader:\n        z = net(x)[:, 0]; loss, g = bce_and_grad(z.detach(), y, pos_weight)\n"
+        "        optimiser.zero_grad(); z.backward(g); optimiser.step(); losses.append(loss)\n"
+        "    return sum(losses) / len(losses)\n",
+        # the net left in evaluation mode
+        _BCE_OK + "def train_one_epoch(net, loader, optimiser, pos_weight=1.0):\n    total = n = 0\n"
+        "    for x, y, *_ in loader:\n        z = net(x)[:, 0]; loss, g = bce_and_grad(z.detach(), y, pos_weight)\n"
+        "        optimiser.zero_grad(); z.backward(g); optimiser.step(); total += loss * len(y); n += len(y)\n"
+        "    return total / n\n",
     ],
     "ex02-2": [
         "def equal_error_rate(y, scores):\n    return 0.0",
@@ -137,16 +184,16 @@ WRONG = {
         "from dfcourse.localization import residual_target\ndef residual_mask(fake, source, threshold=0.05):\n"
         "    return residual_target(fake, source, threshold, 0)",
     ],
-    "ex04-2": [
-        "import numpy as np\ndef iou_dice(pred, gt):\n"  # empty-mask convention wrong (0/0 -> 0)
-        "    p, g = np.asarray(pred, bool), np.asarray(gt, bool)\n"
-        "    u = (p | g).sum(); s = p.sum() + g.sum()\n"
-        "    return (float((p & g).sum() / u) if u else 0.0, float(2 * (p & g).sum() / s) if s else 0.0)",
-        "import numpy as np\ndef iou_dice(pred, gt):\n"  # Dice computed as IoU
-        "    p, g = np.asarray(pred, bool), np.asarray(gt, bool)\n"
-        "    u = (p | g).sum()\n    v = float((p & g).sum() / u) if u else 1.0\n    return v, v",
-        "from dfcourse.metrics import dice, mask_iou\ndef iou_dice(pred, gt):\n"
-        "    return mask_iou(pred, gt), dice(pred, gt)",
+    "ex04-2": [  # (old, new): the worked answer with one mistake
+        ("    mask = cv2.GaussianBlur(mask, (0, 0), 0.05 * side)\n", ""),  # a hard mask
+        ("    mask[mask < 1 / 255] = 0\n", ""),  # weights too small to change a pixel kept in the mask
+        ("np.round(img * (1 - m) + source * m)", "img * (1 - m) + source * m"),  # truncated, not rounded
+        ("return fake, mask, 4 * mask * (1 - mask)", "return fake, mask, mask * (1 - mask)"),  # boundary without the 4
+        ("rng.uniform(-1, 1, (h, w))", "np.random.uniform(-1, 1, (h, w))"),  # numpy's global generator
+        ("img * (1 - m) + source * m", "img * m + source * (1 - m)"),  # the blend inverted
+        ("    gx, gy = np.meshgrid", "    amp = 0.0\n    gx, gy = np.meshgrid"),  # no deformation
+        "from dfcourse import synth\ndef self_blend(img, landmarks, rng, change=None):\n"
+        "    fake, mask = synth.self_blend(img, landmarks, rng)\n    return fake, mask, 4 * mask * (1 - mask)",
     ],
     "ex04-3": [
         "import numpy as np\ndef choose_threshold(val_maps, val_masks, candidates):\n    return 0.5",
@@ -157,6 +204,15 @@ WRONG = {
         "    return float(candidates[len(s) - 1 - int(np.argmax(s[::-1]))])",
         "from dfcourse.metrics import best_threshold\ndef choose_threshold(val_maps, val_masks, candidates):\n"
         "    return best_threshold(val_maps, val_masks, candidates)",
+    ],
+    "ex04-4": [  # (old, new) on the worked answer
+        ("cv2.GaussianBlur(img, (k, k), k / 6)", "cv2.GaussianBlur(img, (k, k), k)"),  # sigma = k
+        ("k = BLUR_KERNEL[level - 1]", "k = BLUR_KERNEL[min(level, 4)]"),  # the levels shifted by one
+        ("np.round(img * CONTRAST[level - 1])", "img.astype(float) - 255 * (1 - CONTRAST[level - 1])"),  # darker, not less contrast
+        ("        return img.copy()\n", "        level = 1\n"),  # level 0 changes the image
+        ("    if kind not in (\"contrast\", \"blur\") or level not in range(6):\n        raise ValueError(f\"kind must be 'contrast' or 'blur' and level 0-5, not {kind!r}, {level!r}\")\n", ""),  # no checks
+        ("np.clip(np.round(img * CONTRAST[level - 1]), 0, 255).astype(np.uint8)", "img * CONTRAST[level - 1]"),  # float out
+        "from dfcourse import perturb\ndef perturb_level(img, kind, level):\n    return perturb.perturb(img, kind, level)",
     ],
     "ex05-1": [
         "import numpy as np\nimport torch\ndef grad_cam(net, layer, x):\n"  # gradient x activation, no channel mean
@@ -225,7 +281,7 @@ def student_stub(cell):
 
 def test_notebooks_have_exercises():
     found = [p.id for p in exercises()]
-    assert {"ex01-1", "ex01-2", "ex01-3", "ex02-1", "ex02-2", "ex02-3", "ex02-4", "ex03-1", "ex03-2", "ex03-3", "ex04-1", "ex04-2", "ex04-3",
+    assert {"ex01-1", "ex01-2", "ex01-3", "ex02-1", "ex02-2", "ex02-3", "ex02-4", "ex03-1", "ex03-2", "ex03-3", "ex04-1", "ex04-2", "ex04-3", "ex04-4",
             "ex05-1", "ex05-2", "ex05-3"} <= set(found)
 
 
@@ -249,6 +305,10 @@ def test_wrong_answers_fail(answer, tests):
     gid = answer.metadata["nbgrader"]["grade_id"]
     assert WRONG.get(gid), f"no wrong answer for {gid} in WRONG: every check must be shown to fail"
     for wrong in WRONG[gid]:
+        if isinstance(wrong, tuple):  # one change to the worked answer
+            old, new = wrong
+            assert old in answer.source, f"{gid}: the worked answer no longer holds {old!r}"
+            wrong = answer.source.replace(old, new)
         with pytest.raises(AssertionError):
             run(wrong, tests.source)
 
