@@ -148,6 +148,7 @@ def h264(img, crf: int) -> np.ndarray:
             out.mux(packet)
     buf.seek(0)
     with av.open(buf, format="h264") as inp:
+        inp.streams.video[0].thread_type = "NONE"  # one small frame: decoder threads only cost (same pixels)
         decoded = next(inp.decode(video=0)).to_ndarray(format="rgb24")
     return decoded[:h, :w].copy()
 
