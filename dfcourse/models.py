@@ -214,9 +214,8 @@ class Meso4(Detector):
     LeakyReLU(0.1) hidden layer. Two changes: the last 4x4 max-pool becomes an adaptive
     average pool to 8x8 (the paper's map at 256 px), so any input size >= 64 px works; and
     with ``highpass`` (the course's default) the first convolution also sees the image's
-    high-pass residual (:class:`HighPass`): on demo engine v2 the published net learned slowly
-    and depended on its random init, this one faster (``benchmarks/ablate_localizer.py``,
-    ``benchmarks/ablate_detector.py``, measured on v2). The authors' repository ships trained
+    high-pass residual (:class:`HighPass`); ``benchmarks/ablate_detector.py`` and
+    ``benchmarks/ablate_localizer.py`` compare the two on validation. The authors' repository ships trained
     Keras weights (Meso4_DF, Meso4_F2F); this PyTorch net does not load them, it trains from
     random init."""
 

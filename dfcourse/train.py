@@ -35,20 +35,20 @@ from .workers import init_loader_worker, loader_context
 class TrainConfig:
     num_epochs: int = 10
     batch_size: int = 32
-    lr: float = 1e-3                # from scratch 1e-4 barely moves in a few epochs (issue-11 ablation)
+    lr: float = 1e-3                # from scratch 1e-4 barely moves in a few epochs (benchmarks/ablate_detector.py)
     weight_decay: float = 1e-4
     optimizer: str = "adamw"        # "adamw" or "adam"
     schedule: str = "none"          # "none" or "cosine"
     grad_clip: float = 0.0          # max gradient norm; 0 = off
     patience: int = 5               # epochs without val-loss improvement before stopping (3 stops
-                                    # random-init runs on a noisy val loss before they learn: issue 11)
+                                    # random-init runs on a noisy val loss before they learn)
     seed: int = 0
     device: str = "cpu"
     amp: bool = True                # mixed precision, CUDA only
     channels_last: bool = True      # CUDA only
     num_workers: int = -1           # DataLoader workers; -1: none on a CPU, up to 8 beside a GPU
     log_every: int = 1              # print every n-th epoch (and the last, and stops)
-    # from the issue-11 ablation (benchmarks/ablate_detector.py):
+    # options benchmarks/ablate_detector.py compares:
     pos_weight: float = 1.0         # weight of the fake class in the BCE (instead of downsampling)
     warmup_epochs: int = 0          # linear learning-rate warm-up over the first epochs
     monitor: str = "val_loss"       # what early stopping and the best epoch follow: "val_loss" or
