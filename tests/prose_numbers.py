@@ -1,8 +1,9 @@
 """Numbers in a notebook's prose must be ones its run shows.
 
 A decimal number (``0.98``) or a percentage (``43 %``) in a markdown cell is *backed* when a
-number in the notebook's outputs or in its code (the parameters, constants) rounds to it, or
-when its paragraph cites a published source (``Author et al.`` or a year in parentheses):
+number in the notebook's outputs, in its ``parameters`` cell or in an exercise's cells (the
+specification a task text quotes) rounds to it, or when its paragraph cites a published source
+(``Author et al.`` or a year in parentheses):
 then it is the source's number, not this run's; or when its paragraph says "(made-up
 numbers)", as an exercise's hypothetical does. Integers are not checked (epochs, pixels,
 notebook numbers).
@@ -33,9 +34,17 @@ def _outputs(cell) -> str:
     return "\n".join(parts)
 
 
+def _quotable(cell) -> bool:
+    """The parameters cell, or an exercise's answer or tests cell (nbgrader metadata)."""
+    meta = cell.get("metadata", {})
+    grader = meta.get("nbgrader", {})
+    return "parameters" in meta.get("tags", []) or bool(grader.get("solution") or grader.get("grade"))
+
+
 def shown_numbers(nb) -> set[float]:
-    """Every number in the notebook's code and outputs."""
-    text = "\n".join(_text(c) + "\n" + _outputs(c) for c in nb["cells"] if c["cell_type"] == "code")
+    """Every number in the notebook's outputs, its parameters cell and its exercises' cells."""
+    text = "\n".join((_text(c) if _quotable(c) else "") + "\n" + _outputs(c)
+                     for c in nb["cells"] if c["cell_type"] == "code")
     out = set()
     for m in ANY_NUMBER.findall(text):
         try:

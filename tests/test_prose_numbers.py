@@ -2,9 +2,9 @@
 from prose_numbers import unbacked_numbers
 
 
-def _nb(markdown, code="", output=""):
+def _nb(markdown, code="", output="", metadata=None):
     return {"cells": [{"cell_type": "markdown", "id": "m", "source": markdown},
-                      {"cell_type": "code", "id": "c", "source": code,
+                      {"cell_type": "code", "id": "c", "source": code, "metadata": {"tags": ["parameters"]} if metadata is None else metadata,
                        "outputs": [{"output_type": "stream", "name": "stdout", "text": output}]}]}
 
 
@@ -25,3 +25,11 @@ def test_parameters_and_citations_back_a_number():
     assert unbacked_numbers(_nb("AUC 0.929 (DeeperForensics, 2020)")) == []
     assert unbacked_numbers(_nb("AUC 0.929 on FF++\n\nas Gao et al. say")), "a citation covers its paragraph only"
     assert unbacked_numbers(_nb("Q. A head scores 0.95 (made-up numbers). Why?")) == []
+
+
+def test_code_backs_a_number_only_in_the_parameters_or_an_exercise():
+    prose = "a blur of 1.5 px"
+    assert unbacked_numbers(_nb(prose, code="sigma = 1.5\n", metadata={})), "an ordinary cell's code shows nothing"
+    assert unbacked_numbers(_nb(prose, code="SIGMA = 1.5\n")) == []  # the parameters cell
+    assert unbacked_numbers(_nb(prose, code="s = 1.5\n", metadata={"nbgrader": {"solution": True}})) == []
+    assert unbacked_numbers(_nb(prose, code="sigma = 1.5\n", output="sigma 1.5\n", metadata={})) == []
