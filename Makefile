@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.dfcourse-installed
+# GNU OpenMP threads (torch's CPU kernels) spin 300,000 times between parallel regions; beside
+# other busy processes that spinning starves the thread a barrier waits for. A short spin is as
+# fast when the machine is quiet and faster under load: benchmarks/bench_thread_policy.py.
+export GOMP_SPINCOUNT ?= 10000
 
 .PHONY: setup course test test-all test-fast lint lab bench clean-data student grade need-submissions
 

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never wait on the network in tests
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # as the Makefile: benchmarks/bench_thread_policy.py
 
 
 @pytest.fixture(scope="session")
