@@ -37,6 +37,7 @@ DEFOCUS = (0.3, 1.2)  # blur sigma in px at the crop's size, on half the frames
 SCALE = (0.5, 0.95)  # the video's scale, on half the frames
 JPEG_QUALITY = (60, 95)
 H264_CRF = (18, 32)
+REGION_NOISE_SHIFT = 4.0  # a forged region's noise sigma: the frame's, moved by up to this x the cue's strength
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,17 @@ def develop(img, cap: Capture, noise_seed, mask=None, region_noise=None, grey=No
     return compress(out, cap)
 
 
+def table() -> list[list[str]]:
+    """The chain's ranges as ``[step, drawn per frame from]`` rows (notebook 01 prints them)."""
+    return [["sensor noise sigma (grey levels)", f"{NOISE[0]:g} to {NOISE[1]:g}, every frame"],
+            ["defocus sigma (px at the crop's size)", f"{DEFOCUS[0]:g} to {DEFOCUS[1]:g}, on half the frames"],
+            ["the video's scale (of the side, down and up)", f"{SCALE[0]:g} to {SCALE[1]:g}, on half the frames"],
+            ["compression of the whole frame", f"JPEG at quality {JPEG_QUALITY[0]} to {JPEG_QUALITY[1]}, H.264 at CRF "
+                                               f"{H264_CRF[0]} to {H264_CRF[1]}, or none"],
+            ["a forged region's noise sigma", f"the frame's, moved by up to {REGION_NOISE_SHIFT:g} grey levels "
+                                              "x the noise cue's strength"]]
+
+
 def compress(img, cap: Capture) -> np.ndarray:
     if cap.codec == "jpeg":
         return perturb.jpeg(img, cap.quality)
@@ -109,7 +121,7 @@ def compress(img, cap: Capture) -> np.ndarray:
 def draw_cues(rng, frame_noise: float, cues=CUES) -> dict:
     """Strengths in [0, 1] of each forgery cue (0 for a cue switched off), one cue drawn at
     random at least 0.5; ``region_noise``: with the ``noise`` cue on, the forged region's own
-    noise sigma, ``frame_noise`` moved up or down by up to 4 grey levels times the cue's
+    noise sigma, ``frame_noise`` moved up or down by up to ``REGION_NOISE_SHIFT`` grey levels times the cue's
     strength; else ``None`` (the frame's noise field goes on through the region)."""
     cues = tuple(cues)
     out = {c: (float(rng.uniform(0, 1)) if c in cues else 0.0) for c in CUES}
@@ -118,5 +130,5 @@ def draw_cues(rng, frame_noise: float, cues=CUES) -> dict:
     out["region_noise"] = None
     if "noise" in cues:
         sign = 1.0 if frame_noise < 2.0 or rng.random() < 0.5 else -1.0
-        out["region_noise"] = float(np.clip(frame_noise + sign * 4.0 * out["noise"], 0.0, NOISE[1] + 1.0))
+        out["region_noise"] = float(np.clip(frame_noise + sign * REGION_NOISE_SHIFT * out["noise"], 0.0, NOISE[1] + 1.0))
     return out

@@ -62,7 +62,7 @@ def run_detector(name, arch, regime, splits, cfg: TrainConfig, size: int, run_ro
 def results_table(results) -> tuple[list, list]:
     """Header and rows for the comparison table; every number says its split and level."""
     header = ["model", "regime", "weights", "trainable", "best ep", "run", "val AUC (frame)",
-              "test AUC (frame)", "test EER", "test AP", "test acc", "test F1", "test AUC (video)"]
+              "test AUC (frame)", "test EER", "test AP", "test acc@0.5", "test F1@0.5", "test AUC (video)"]
     rows = []
     for r in results:
         t = r["test"]["frame"]

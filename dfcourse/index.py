@@ -112,21 +112,24 @@ def split_groups(groups, seed: int = 0, fractions=FRACTIONS) -> dict:
 
 
 def link_groups(originals, pairs) -> dict:
-    """``{original id: group id}``: two originals share a group when a chain of fakes links
-    them (a fake ``(target, source)`` links its two originals) — connected components by
-    union-find. Splitting by group keeps every fake with both its originals.
-    Used in notebooks/01_data_prep.ipynb (exercise 1.3) and by ``ffpp.pair_splits``."""
-    parent = {v: v for v in originals}
+    """``{video id: group id}``: two originals share a group when a chain of fakes links
+    them (a fake ``(target, source)`` links its two originals). The groups are the connected
+    components of the graph whose nodes are the ids and whose edges are the fakes, found all at
+    once by scipy's sparse-graph search; each group is named by its smallest id, so the result
+    does not depend on the order of ``pairs``. Ids named only by a fake get a group too.
+    Splitting by group keeps every fake with both its originals (``ffpp.pair_splits``)."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
 
-    def find(v):
-        while parent.setdefault(v, v) != v:
-            parent[v] = parent[parent[v]]
-            v = parent[v]
-        return v
-
-    for t, s in pairs:
-        parent[find(t)] = find(s)
-    return {v: find(v) for v in parent}
+    ids = np.array(sorted(set(originals).union(*pairs)), dtype=object)
+    if not len(ids):
+        return {}
+    pos = {v: i for i, v in enumerate(ids)}
+    edges = np.array([(pos[t], pos[s]) for t, s in pairs], dtype=np.int64).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(len(ids), len(ids)))
+    _, component = connected_components(graph, directed=False)
+    _, first = np.unique(component, return_index=True)  # ids are sorted: each component's smallest
+    return dict(zip(ids.tolist(), ids[first][component].tolist()))
 
 
 def identities(video_id: str) -> set[str]:

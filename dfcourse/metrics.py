@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-from collections import defaultdict
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -55,12 +54,19 @@ def binary_metrics(y, p, threshold: float = 0.5) -> dict:
 
 
 def video_scores(rows, probs):
-    """Mean probability per video (grouped by ``video_id`` and label); returns ``(ids, y, p)``."""
-    groups = defaultdict(list)
-    for r, p in zip(rows, probs):
-        groups[(r["video_id"], int(r["label"]))].append(float(p))
-    keys = sorted(groups)
-    return keys, np.array([k[1] for k in keys]), np.array([np.mean(groups[k]) for k in keys])
+    """Mean probability per video (grouped by ``video_id`` and label); returns ``(ids, y, p)``,
+    ``ids`` the sorted ``(video_id, label)`` keys. One pass: each frame's group index, then the
+    sums and counts of all groups at once (``np.bincount``)."""
+    frame_keys = [(r["video_id"], int(r["label"])) for r in rows]
+    keys = sorted(set(frame_keys))
+    pos = {k: i for i, k in enumerate(keys)}
+    group = np.fromiter((pos[k] for k in frame_keys), dtype=np.int64, count=len(frame_keys))
+    p = np.asarray(probs, dtype=np.float64).reshape(-1)
+    if len(p) != len(group):
+        raise ValueError(f"{len(group)} rows but {len(p)} probabilities: score every row once")
+    sums = np.bincount(group, weights=p, minlength=len(keys))
+    counts = np.bincount(group, minlength=len(keys))
+    return keys, np.array([k[1] for k in keys]), sums / np.maximum(counts, 1)
 
 
 def evaluate(rows, probs, threshold: float = 0.5) -> dict:
@@ -111,7 +117,9 @@ def save_run_artifacts(run_dir, rows, probs, result: dict, title: str, history=N
             "confusion": viz.plot_confusion(plt.subplots(figsize=(3.6, 3.2))[1],
                                             result["frame"]["confusion"], title)}
     if history:
-        figs["curves"] = viz.plot_curves(plt.subplots(figsize=(5, 3.2))[1], history, title)
+        # the curves are training's (train and validation), whichever split ``title`` names
+        figs["curves"] = viz.plot_curves(plt.subplots(figsize=(5, 3.2))[1], history,
+                                         f"{title.rsplit(' (', 1)[0]}: train / val curves")
     for name, fig in figs.items():
         paths[name] = viz.save(fig, run_dir / f"{name}.png")
         if figures_dir is not None:

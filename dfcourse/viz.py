@@ -127,13 +127,17 @@ def plot_curves(ax, history, title=""):
     ax.plot(ep, [h["train_loss"] for h in history], "o-", label="train loss")
     ax.plot(ep, [h["val_loss"] for h in history], "o-", label="val loss")
     ax.set(xlabel="epoch", ylabel="BCE loss", title=title or "training curves")
+    handles, labels = ax.get_legend_handles_labels()
     if all("val_auc" in h for h in history):
         ax2 = ax.twinx()
         ax2.plot(ep, [h["val_auc"] for h in history], "s--", c="tab:green", label="val AUC (frame)")
         ax2.set_ylabel("val AUC")
         ax2.set_ylim(0, 1)
-        ax2.legend(loc="upper right", fontsize=8)
-    ax.legend(loc="upper left", fontsize=8)
+        h2, l2 = ax2.get_legend_handles_labels()
+        handles, labels = handles + h2, labels + l2
+    # below the axes, so that no curve is hidden under it
+    ax.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=len(labels), fontsize=8,
+              frameon=False)
     return ax.figure
 
 
@@ -169,10 +173,12 @@ def plot_cascade(ax, steps, curves, title="", ylabel="similarity to the original
     return ax.figure
 
 
-def plot_robustness(ax, results, metric: str, title: str = "", ylabel: str = "", bound=None):
+def plot_robustness(ax, results, metric: str, title: str = "", ylabel: str = "", bound=None,
+                    bound_label: str = "bar"):
     """``metric`` against perturbation level, one line per kind (rows of
     :func:`dfcourse.robustness.detector_suite` / ``localizer_suite``); the clean value as a
-    dashed line at level 0 of every kind, ``bound`` (a bar to meet) as a dotted line."""
+    dashed line at level 0 of every kind, ``bound`` (a bar to meet, or a baseline: say which
+    with ``bound_label``) as a dotted line."""
     clean = next((r[metric] for r in results if r["kind"] == "none"), None)
     kinds = [k for k in dict.fromkeys(r["kind"] for r in results) if k != "none"]
     for k in kinds:
@@ -183,7 +189,7 @@ def plot_robustness(ax, results, metric: str, title: str = "", ylabel: str = "",
     if clean is not None:
         ax.axhline(clean, ls="--", c="grey", lw=0.8, label="clean")
     if bound is not None:
-        ax.axhline(bound, ls=":", c="black", lw=1.0, label="bar")
+        ax.axhline(bound, ls=":", c="black", lw=1.0, label=bound_label)
     ax.set(xlabel="level (0 = clean)", ylabel=ylabel or metric, title=title, xticks=range(0, 6))
     ax.legend(fontsize=6, ncol=2)
     return ax.figure

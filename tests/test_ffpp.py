@@ -67,6 +67,19 @@ def test_no_video_id_in_two_splits(prepared):
     assert all(a.isdisjoint(b) for i, a in enumerate(s) for b in s[i + 1:])
 
 
+def test_link_groups_names_each_chain_by_its_smallest_id_whatever_the_order():
+    from dfcourse.index import link_groups
+
+    pairs = [("005", "002"), ("002", "009"), ("001", "003"), ("007", "008"), ("003", "004")]
+    originals = [f"{i:03d}" for i in range(10)]
+    want = {"000": "000", "001": "001", "003": "001", "004": "001", "002": "002", "005": "002",
+            "009": "002", "006": "006", "007": "007", "008": "007"}
+    assert link_groups(originals, pairs) == want
+    assert link_groups(originals[::-1], [(s, t) for t, s in reversed(pairs)]) == want
+    assert link_groups([], [("b", "a")]) == {"a": "a", "b": "a"}  # ids named only by a fake
+    assert link_groups([], []) == {}
+
+
 def test_pair_split_keeps_linked_originals_together():
     originals = {f"{i:03d}": None for i in range(40)}
     fakes = [("Deepfakes", f"{i:03d}", f"{i + 1:03d}", None, None) for i in range(0, 40, 2)]

@@ -132,3 +132,9 @@ def test_pixel_auc_on_a_million_pixels_is_within_1e5_of_sklearn():
     maps[0][:] = 0.5  # a block of exact ties
     want = roc_auc_score(np.concatenate([g.ravel() for g in gts]), np.concatenate([m.ravel() for m in maps]))
     assert abs(pixel_auc(maps, gts) - want) < 1e-5
+
+
+def test_video_scores_refuses_rows_and_probabilities_of_different_lengths():
+    rows = [{"video_id": "a", "label": 0}, {"video_id": "a", "label": 0}]
+    with pytest.raises(ValueError, match="2 rows but 1 probabilities"):
+        video_scores(rows, [0.5])

@@ -44,3 +44,13 @@ def test_the_audit_catches_a_planted_cue(idents):
     assert aucs["high-pass energy"] > shortcuts.MAX_AUC, aucs
     blurred = [perturb.blur_sigma(f, 1.0) for f in fakes]
     assert shortcuts.audit(reals, blurred)["Laplacian variance"] > shortcuts.MAX_AUC
+
+
+def test_capture_table_prints_the_ranges_the_chain_draws_from():
+    rows = dict(capture.table())
+    assert rows["sensor noise sigma (grey levels)"].startswith(f"{capture.NOISE[0]:g} to {capture.NOISE[1]:g}")
+    assert f"{capture.JPEG_QUALITY[0]} to {capture.JPEG_QUALITY[1]}" in rows["compression of the whole frame"]
+    rng = np.random.default_rng(0)
+    caps = [capture.draw(rng) for _ in range(400)]
+    assert min(c.noise for c in caps) >= capture.NOISE[0] and max(c.noise for c in caps) <= capture.NOISE[1]
+    assert all(capture.JPEG_QUALITY[0] <= c.quality <= capture.JPEG_QUALITY[1] for c in caps if c.codec == "jpeg")
