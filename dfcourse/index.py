@@ -118,16 +118,16 @@ def link_groups(originals, pairs) -> dict:
     once by scipy's sparse-graph search; each group is named by its smallest id, so the result
     does not depend on the order of ``pairs``. Ids named only by a fake get a group too.
     Splitting by group keeps every fake with both its originals (``ffpp.pair_splits``)."""
-    from scipy.sparse import coo_matrix
-    from scipy.sparse.csgraph import connected_components
+    from scipy import sparse
+    from scipy.sparse import csgraph
 
     ids = np.array(sorted(set(originals).union(*pairs)), dtype=object)
     if not len(ids):
         return {}
     pos = {v: i for i, v in enumerate(ids)}
     edges = np.array([(pos[t], pos[s]) for t, s in pairs], dtype=np.int64).reshape(-1, 2)
-    graph = coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(len(ids), len(ids)))
-    _, component = connected_components(graph, directed=False)
+    graph = sparse.coo_matrix((np.ones(len(edges)), (edges[:, 0], edges[:, 1])), shape=(len(ids), len(ids)))
+    _, component = csgraph.connected_components(graph, directed=False)
     _, first = np.unique(component, return_index=True)  # ids are sorted: each component's smallest
     return dict(zip(ids.tolist(), ids[first][component].tolist()))
 
