@@ -42,7 +42,7 @@ NB04 = dict(pretrained=True, encoder="meso4", high_pass=True, target="residual",
             map_weight=1.0, real_weight=0.0, self_blend=False, demo_views=2, augment="robust", size=224, num_epochs=10,
             lr=1e-4,
             batch_size=32, patience=3, quick_size=96, quick_epochs=4, quick_max_per_class=225, scratch_epochs=20,
-            quick_scratch_epochs=6, scratch_batch_size=8)
+            quick_scratch_epochs=10, scratch_batch_size=8)
 
 
 def _params(defaults: dict, given: dict) -> dict:
