@@ -101,6 +101,11 @@ class Course:
         return "quick" if self.quick else "full"
 
     @property
+    def data_label(self) -> str:
+        """What the run's numbers are measured on, for titles: "demo data" or the dataset folder."""
+        return "demo data" if self.quick else (Path(self.data_root).name or self.data_root)
+
+    @property
     def data(self) -> Path:
         return self.root / "data"
 

@@ -156,17 +156,25 @@ WRONG = {
         "    return ClipHead('zeroshot', f.shape[1], text)(f).squeeze(1).detach()",
     ],
     "ex03-2": [
-        "import torch\nfrom torch import nn\nclass ResidualAdapter(nn.Module):\n"  # not zero-initialised
-        "    def __init__(self, dim, hidden):\n        super().__init__()\n"
-        "        self.down, self.up = nn.Linear(dim, hidden), nn.Linear(hidden, dim)\n"
-        "    def forward(self, f):\n        return f + self.up(torch.relu(self.down(f)))",
-        "import torch\nfrom torch import nn\nclass ResidualAdapter(nn.Module):\n"  # zero in, zero out: cannot learn
-        "    def __init__(self, dim, hidden):\n        super().__init__()\n"
-        "        self.down, self.up = nn.Linear(dim, hidden), nn.Linear(hidden, dim)\n"
-        "        for p in self.parameters():\n            nn.init.zeros_(p)\n"
-        "    def forward(self, f):\n        return f + self.up(torch.relu(self.down(f)))",
-        "from dfcourse.clip_peft import Adapter\nclass ResidualAdapter(Adapter):\n"
-        "    def __init__(self, dim, hidden):\n        super().__init__(dim, hidden)",
+        "import torch\nfrom torch import nn\nclass ClipAdapter(nn.Module):\n"  # adds instead of mixing
+        "    def __init__(self, dim, reduction=4, alpha=0.2):\n        super().__init__(); self.alpha = alpha\n"
+        "        self.fc1 = nn.Linear(dim, dim // reduction, bias=False)\n"
+        "        self.fc2 = nn.Linear(dim // reduction, dim, bias=False)\n"
+        "    def forward(self, f):\n        return f + self.alpha * torch.relu(self.fc2(torch.relu(self.fc1(f))))",
+        "import torch\nfrom torch import nn\nclass ClipAdapter(nn.Module):\n"  # no inner ReLU
+        "    def __init__(self, dim, reduction=4, alpha=0.2):\n        super().__init__(); self.alpha = alpha\n"
+        "        self.fc1 = nn.Linear(dim, dim // reduction, bias=False)\n"
+        "        self.fc2 = nn.Linear(dim // reduction, dim, bias=False)\n"
+        "    def forward(self, f):\n"
+        "        return self.alpha * torch.relu(self.fc2(self.fc1(f))) + (1 - self.alpha) * f",
+        "import torch\nfrom torch import nn\nclass ClipAdapter(nn.Module):\n"  # biases: the paper has none
+        "    def __init__(self, dim, reduction=4, alpha=0.2):\n        super().__init__(); self.alpha = alpha\n"
+        "        self.fc1 = nn.Linear(dim, dim // reduction)\n        self.fc2 = nn.Linear(dim // reduction, dim)\n"
+        "    def forward(self, f):\n"
+        "        return self.alpha * torch.relu(self.fc2(torch.relu(self.fc1(f)))) + (1 - self.alpha) * f",
+        ("self.alpha * bottleneck + (1 - self.alpha) * f", "(1 - self.alpha) * bottleneck + self.alpha * f"),  # swapped
+        "from dfcourse.clip_peft import Adapter\nclass ClipAdapter(Adapter):\n"
+        "    def __init__(self, dim, reduction=4, alpha=0.2):\n        super().__init__(dim, dim // reduction)",
     ],
     "ex03-3": [
         "def lora_linear(x, W, b, A, B, alpha):\n    return x @ W.T + b + alpha * (x @ A.T) @ B.T",  # no 1/r
