@@ -21,7 +21,7 @@ noise mismatch, plus the blend boundary every blended forgery has. One cue, draw
 is at least half strength, so every fake carries a trace, but never always the same one.
 ``tests/test_demo.py``'s shortcut audit checks that no global image statistic separates
 the classes.
-Used by :mod:`dfcourse.demo` (notebook 01 builds the demo data with it).
+Used in notebook 01 (the table of the chain); :mod:`dfcourse.demo` builds the demo data with it.
 """
 from __future__ import annotations
 

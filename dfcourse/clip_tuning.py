@@ -15,7 +15,7 @@
   and it wraps ``nn.MultiheadAttention`` — whose q, k and v weights open_clip keeps in one
   packed parameter — only experimentally; a parametrization covers any weight in a few lines.
   LoRA changes the image features, so they cannot be cached: every epoch runs the ViT.
-Notebook 03 trains both through :mod:`dfcourse.recipes`.
+Used in notebook 03, which trains both through :mod:`dfcourse.recipes`.
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ noise or compression to tell real from fake. ``ROBUST_AUGMENTATIONS`` is all six
 recipes' default, ``AUGMENT = "robust"`` in notebooks 02 and 04); ``DEFAULT_AUGMENTATIONS``
 the flip alone. Each sample's randomness comes from ``(seed, epoch, index)``, so a run is
 repeatable.
-Used in notebooks 02, 03 and 04.
+Used in notebooks 02, 03, 04 and 05.
 """
 from __future__ import annotations
 

@@ -1,8 +1,8 @@
 """Face detection (facenet-pytorch MTCNN, batched), face tracks, and square crops.
 
 MTCNN's weights ship inside the facenet-pytorch wheel, so this works offline.
-Used in notebooks/01_data_prep.ipynb, by ``prepare`` and ``predict``, and by the
-upload demo of notebooks/05_gradcam_analysis.ipynb.
+Used in notebooks/01_data_prep.ipynb, and by ``prepare`` and ``predict`` (the Grad-CAM
+notebook's upload demo reaches it through ``predict``).
 """
 from __future__ import annotations
 

@@ -42,7 +42,7 @@ LAYOUT_HELP = ("expected ROOT/original_sequences/youtube/<c0|c23|c40>/videos/NNN
 DOWNLOAD_HELP = "FF++'s download script: download-FaceForensics.py ROOT -d {method} -c {comp} -t {kind}"
 
 
-def resolve_methods(names) -> tuple[str, ...]:
+def method_names(names) -> tuple[str, ...]:
     """FF++ method names matched case-insensitively (``deepfakes`` -> ``Deepfakes``);
     an unknown name raises :class:`BadInputError` listing the valid ones."""
     by_lower = {m.lower(): m for m in METHODS}
@@ -214,7 +214,7 @@ def prepare_ffpp(root, out, num_frames: int = 32, size: int = 224, compression: 
     """
     num_frames, size = check_positive("--frames", num_frames), check_positive("--size", size, 8)
     workers = default_workers() if workers is None else check_positive("--workers", workers, 0)
-    methods = resolve_methods(methods)
+    methods = method_names(methods)
     found = discover(root, compression, methods)
     originals, fakes = found["originals"], found["fakes"]
     split = official_splits(splits_dir) if splits_dir else pair_splits(originals, fakes, seed)

@@ -17,7 +17,7 @@ source_path the aligned real crop a fake was made from, empty when none
 box         the square crop box in the original frame, ``x1 y1 x2 y2``
 ========== =============================================================
 
-Used in notebooks/01_data_prep.ipynb and read by notebooks 02-05.
+Used in every notebook (notebook 01 writes the index; the others read it).
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Every reader here raises :class:`BadInputError` with the file name and what to do,
 so batch jobs can skip the item, list it, and carry on.
-Used in notebooks/01_data_prep.ipynb and by every later notebook through the index.
+Used in notebooks 01, 03 and 04; the others read its files through the index.
 """
 from __future__ import annotations
 

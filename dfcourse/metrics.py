@@ -5,7 +5,7 @@ read off its ROC curve with linear interpolation where FPR and FNR cross. Every 
 says its level (``frame`` or ``video``).
 Maps (localization and CAMs) against ground-truth masks: IoU and Dice of binary maps,
 pixel AUC, the validation-chosen threshold, pointing game and energy in mask.
-Used in notebooks 03, 04 and 05; notebook 02 reaches it through :mod:`dfcourse.experiments`.
+Used in notebooks 02, 03, 04 and 05.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ the torch hub cache (``~/.cache/torch/hub/checkpoints/<file>``); the network, on
 is reachable. Otherwise the model keeps its random init and one line says so. What
 happened is a :class:`Weights` record (loaded or not, from where), not a sentence to parse.
 Also the input normalisation every model of the course uses (:class:`Normalize`).
-Used in notebooks 03 and 04; every model of the course (and ``predict``) is built on it.
+Used in notebooks 02, 03 and 04; every model of the course (and ``predict``) is built on it.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@ REAL/FAKE with the probability of fake, optionally with a Grad-CAM overlay per f
 
 ``python -m dfcourse predict PATH... [--checkpoint CKPT] [--json] [--heatmap DIR]
 [--localize [--localizer CKPT]]``. A video's overlays are of its most suspicious frame.
-Used in notebooks/02_resnet_baseline.ipynb and by the upload demo of notebook 05.
+Used in notebooks 02 and 05 (the upload demo).
 """
 from __future__ import annotations
 

@@ -3,6 +3,7 @@ would (nbclient, the same engine), save executed copies, and print a grading rep
 
 Each notebook may leave a ``summary.json`` (see :func:`record`) with its mode and
 headline metrics; the report collects them. ``make course`` runs ``python -m dfcourse course``.
+Used in every notebook (:func:`record`).
 """
 from __future__ import annotations
 

@@ -8,7 +8,8 @@ settings that turn rows into tensors: input size, augmentation, target, threshol
 Same fingerprint: the finished run is reloaded from its folder. Any difference: a new
 folder, trained fresh. The CLIP feature cache keys its files the same way.
 
-Used by :func:`dfcourse.train.fit` (notebooks 02, 03, 04) and the feature cache of 03.
+Used in notebooks 02, 03, 04 and 05 (data fingerprints); :func:`dfcourse.train.fit` and the
+CLIP feature cache name their runs with it.
 """
 from __future__ import annotations
 

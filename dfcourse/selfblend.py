@@ -11,6 +11,7 @@ index)`` like :class:`dfcourse.localization.LocalizationDataset`, so the same en
 trains a detector (the label) and a localizer (the mask).
 Built for the from-scratch detectors of notebook 02 (the reals + self-blends protocol) and the
 localizer of notebook 04; benchmarks/ablate_detector.py measures it.
+Used in notebooks 03 and 04.
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from torch.utils.data import Dataset
 from . import synth
 from .datasets import FaceDataset, augment, load_face, to_tensor
 from .faces import FaceDetector
+from .io import atomic_path
 from .runs import dataset_identity, fingerprint, rows_fingerprint
 
 REGIONS = ("eye", "mouth", "cheek", "half", "hull")
@@ -114,8 +116,8 @@ def real_landmarks(rows, size: int, cache=None, device="cpu") -> np.ndarray:
             lm = faces[0].landmarks / img.shape[1] if faces else FALLBACK_LANDMARKS
             known[str(r["path"])] = np.asarray(lm, float).round(4).tolist()
         if cache:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            cache.write_text(json.dumps(known))
+            with atomic_path(cache) as tmp:
+                tmp.write_text(json.dumps(known))
     return np.array([known[str(r["path"])] for r in rows], np.float32) * size
 
 

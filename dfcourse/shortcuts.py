@@ -5,7 +5,7 @@ model the cue, not the forgery. Each statistic below summarises a whole face cro
 number; :func:`audit` reports how well each one alone separates real from fake (ROC AUC,
 folded so that 0.5 is chance and 1.0 perfect in either direction). The tests require every
 one to stay at or below :data:`MAX_AUC` on the demo data.
-Used in tests/test_demo.py and notebook 01.
+Used in notebook 01 and tests/test_demo.py.
 """
 from __future__ import annotations
 

@@ -8,6 +8,7 @@ Each takes ``cues``: the strength (0-1) of its colour and resolution mismatch. T
 engine (:mod:`dfcourse.demo`, built by notebook 01) forges with these inside its capture
 chain (:mod:`dfcourse.capture`); the residual between a fake and its source is notebook 04's
 localization target.
+Used in notebook 04.
 """
 from __future__ import annotations
 

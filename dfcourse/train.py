@@ -10,6 +10,7 @@ its initial weights, the configuration, the loss and the data. ``last.pt`` is wr
 atomically every epoch, so a stopped run resumes where it was, and a finished run *of
 the same identity* is reloaded instead of retrained; change any setting and it is a new
 run. ``fresh=True`` (or ``DFCOURSE_FRESH=1``) retrains regardless.
+Used in notebook 03; notebooks 02 and 04 train through :mod:`dfcourse.recipes`.
 """
 from __future__ import annotations
 

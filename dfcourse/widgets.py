@@ -3,7 +3,7 @@ function (arrays in, figure out) that draws the same figure the widget shows, so
 notebook draws the static default first — the only thing ``nbconvert`` keeps as an
 image — and tests can call the callbacks headless. Every control has a tooltip: without
 one, ipywidgets 8.1 gives its label the hover text "null".
-Used in notebooks/04_residual_localization.ipynb and 05_gradcam_analysis.ipynb.
+Used in notebooks 04 and 05.
 """
 from __future__ import annotations
 
