@@ -53,6 +53,21 @@ def augment_ops(name: str) -> tuple:
     return AUGMENT_CHOICES[name]
 
 
+def augment_with_map(img, mask: np.ndarray, rng: np.random.Generator, ops):
+    """A training face and its map augmented together: the flip (p 0.5) turns both, the other
+    ``ops`` (:func:`augment`) change the face only. ``img`` is a PIL image or an RGB uint8
+    array, returned as the same kind; ``rng`` is the item's own generator."""
+    if "flip" in ops and rng.random() < 0.5:
+        img = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT) if isinstance(img, Image.Image) else img[:, ::-1]
+        mask = mask[:, ::-1]
+    rest = tuple(o for o in ops if o != "flip")
+    if rest and isinstance(img, Image.Image):
+        img = augment(img, rng, rest)
+    elif rest:
+        img = np.asarray(augment(Image.fromarray(np.ascontiguousarray(img)), rng, rest))
+    return img, mask
+
+
 def augment(img: Image.Image, rng: np.random.Generator, ops=AUGMENTATIONS) -> Image.Image:
     """Flip, colour jitter, blur, JPEG, resampling and noise, each with its probability
     (``AUGMENT_P``); ``ops`` picks which of them run. The order is the capture chain's:

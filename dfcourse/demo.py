@@ -20,7 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import capture, synth
-from .datasets import augment, to_tensor
+from .datasets import augment_with_map, to_tensor
 from .faces import FaceDetector, square_box
 from .index import split_groups, write_index
 from .io import (IMAGE_EXTS, BadInputError, SkipLog, atomic_path, check_positive, list_files, make_out_dir,
@@ -410,11 +410,6 @@ class DemoViews(torch.utils.data.Dataset):
             src = Image.fromarray(source)
             src = src.resize((self.size, self.size), Image.BILINEAR) if self.size != self.crop_size else src
             mask = synth.residual_target(np.asarray(img), np.asarray(src), *self.residual) if label else mask
-        rng = np.random.default_rng([self.seed, self.epoch, i, 1])
-        if "flip" in self.augment_ops and rng.random() < 0.5:
-            img, mask = img.transpose(Image.FLIP_LEFT_RIGHT), mask[:, ::-1]
-        rest = tuple(o for o in self.augment_ops if o != "flip")
-        if rest:
-            img = augment(img, rng, rest)
+        img, mask = augment_with_map(img, mask, np.random.default_rng([self.seed, self.epoch, i, 1]), self.augment_ops)
         x, y = to_tensor(img), torch.tensor(float(label))
         return (x, y, torch.from_numpy(np.ascontiguousarray(mask))[None], i) if self.masks else (x, y, i)

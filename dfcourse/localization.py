@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
-from .datasets import augment, load_face, to_tensor
+from .datasets import augment_with_map, load_face, to_tensor
 from .io import read_image
 from .models import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Normalize, Weights, build_detector
 from .runs import rows_fingerprint
@@ -73,12 +73,7 @@ class LocalizationDataset(Dataset):
         r = self.rows[i]
         img, m = load_face(r["path"], self.size), self.map(i)
         if self.train:
-            rng = np.random.default_rng([self.seed, self.epoch, i])
-            if "flip" in self.augment_ops and rng.random() < 0.5:
-                img, m = img.transpose(Image.Transpose.FLIP_LEFT_RIGHT), m[:, ::-1]
-            rest = tuple(o for o in self.augment_ops if o != "flip")
-            if rest:
-                img = augment(img, rng, rest)
+            img, m = augment_with_map(img, m, np.random.default_rng([self.seed, self.epoch, i]), self.augment_ops)
         return to_tensor(img), torch.tensor(float(r["label"])), torch.from_numpy(m.copy())[None], i
 
 

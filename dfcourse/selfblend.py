@@ -25,7 +25,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from . import synth
-from .datasets import FaceDataset, augment, load_face, to_tensor
+from .datasets import FaceDataset, augment_with_map, load_face, to_tensor
 from .faces import FaceDetector
 from .io import atomic_path
 from .runs import dataset_identity, fingerprint, rows_fingerprint
@@ -170,12 +170,8 @@ class SelfBlendDataset(Dataset):
     def __getitem__(self, i):
         face, label, mask, _ = self.sample(i)
         if self.augment_ops:
-            rng = np.random.default_rng([self.seed, self.epoch, i, 1])
-            if "flip" in self.augment_ops and rng.random() < 0.5:  # flip image and mask together
-                face, mask = face[:, ::-1], mask[:, ::-1]
-            rest = tuple(o for o in self.augment_ops if o != "flip")
-            if rest:
-                face = np.asarray(augment(Image.fromarray(np.ascontiguousarray(face)), rng, rest))
+            face, mask = augment_with_map(face, mask, np.random.default_rng([self.seed, self.epoch, i, 1]),
+                                          self.augment_ops)
         x, y = to_tensor(np.ascontiguousarray(face)), torch.tensor(float(label))
         return (x, y, torch.from_numpy(np.ascontiguousarray(mask))[None], i) if self.masks else (x, y, i)
 
