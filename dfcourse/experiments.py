@@ -55,7 +55,7 @@ def run_detector(name, arch, regime, splits, cfg: TrainConfig, size: int, run_ro
         out[f"{split}_probs"], out[split] = probs, evaluate(splits[split], probs)
         print(summary_line(name, out[split], split))
     save_run_artifacts(res["run_dir"] / "test", splits["test"], out["test_probs"], out["test"],
-                       f"{name} (test)", res["history"], figures_dir, figure_prefix)
+                       f"{name}, {net.weights.label} (test)", res["history"], figures_dir, figure_prefix)
     return out
 
 

@@ -119,7 +119,7 @@ def save_run_artifacts(run_dir, rows, probs, result: dict, title: str, history=N
     if history:
         # the curves are training's (train and validation), whichever split ``title`` names
         figs["curves"] = viz.plot_curves(plt.subplots(figsize=(5, 3.2))[1], history,
-                                         f"{title.rsplit(' (', 1)[0]}: train / val curves")
+                                         f"{title.rsplit('(', 1)[0].rstrip()}: train / val curves")
     for name, fig in figs.items():
         paths[name] = viz.save(fig, run_dir / f"{name}.png")
         if figures_dir is not None:

@@ -86,7 +86,7 @@ def detector_suite(net, rows, size: int, cells=None, batch_size: int = 64, devic
     out = []
     for label, kind, param in tqdm(cells or perturb.cells(), desc="perturbations", leave=False):
         probs = predict_probs(net, PerturbedFaces(rows, size, (kind, param), seed=seed, images=images), batch_size,
-                              device)
+                              device, progress=False)
         out.append({"cell": label, "kind": kind, "param": param, "level": _level(kind, param), "auc": _auc(y, probs)})
     return out
 
@@ -169,7 +169,8 @@ def shifted_scores(result, sets, device="cpu", batch_size: int = 64) -> dict:
     net, size, seed = result["net"], result["size"], sets["seed"]
     for split, offset in (("val", 0), ("test", 1)):
         rows = sets[split]
-        probs = predict_probs(net, PerturbedFaces(rows, size, shifted=True, seed=seed + offset), batch_size, device)
+        probs = predict_probs(net, PerturbedFaces(rows, size, shifted=True, seed=seed + offset), batch_size, device,
+                              progress=False)
         result[f"shifted_{split}_auc"] = _auc([int(r["label"]) for r in rows], probs)
         if split == "val":
             result["threshold"] = operating_threshold([p for p, r in zip(probs, rows) if int(r["label"]) == 0])

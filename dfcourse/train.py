@@ -254,13 +254,15 @@ def _write_log(path, history):
 
 
 @torch.no_grad()
-def predict_probs(net, dataset, batch_size: int = 64, device="cpu", amp: bool = True) -> np.ndarray:
-    """Probability of *fake* for every item of ``dataset`` (no augmentation)."""
+def predict_probs(net, dataset, batch_size: int = 64, device="cpu", amp: bool = True,
+                  progress: bool = True) -> np.ndarray:
+    """Probability of *fake* for every item of ``dataset`` (no augmentation); ``progress=False``
+    hides the bar (callers that loop over many sets show their own)."""
     net.eval().to(device)
     cuda = str(device).startswith("cuda")
     loader = DataLoader(dataset, batch_size=batch_size, **loader_options(device))
     out = []
-    for batch in tqdm(loader, desc="predict", leave=False):
+    for batch in tqdm(loader, desc="predict", leave=False, disable=not progress):
         x = batch[0].to(device, non_blocking=True)
         if cuda:
             x = x.contiguous(memory_format=torch.channels_last)

@@ -191,7 +191,7 @@ def plot_robustness(ax, results, metric: str, title: str = "", ylabel: str = "",
     if bound is not None:
         ax.axhline(bound, ls=":", c="black", lw=1.0, label=bound_label)
     ax.set(xlabel="level (0 = clean)", ylabel=ylabel or metric, title=title, xticks=range(0, 6))
-    ax.legend(fontsize=6, ncol=2)
+    ax.legend(fontsize=7, ncol=4, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)  # off the curves
     return ax.figure
 
 
