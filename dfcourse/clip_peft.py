@@ -23,7 +23,7 @@ from torch import nn
 from tqdm import tqdm  # text bars: they also read cleanly in executed (nbconvert) copies
 
 from .cam import vit_grid, vit_reshape_transform
-from .course import setup_offline
+from .net import setup_offline
 from .datasets import load_face, to_tensor
 from .io import atomic_path
 from .models import CLIP_MEAN, CLIP_STD, Normalize, Weights
