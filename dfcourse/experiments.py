@@ -31,14 +31,15 @@ def balance(rows, seed: int = 0, max_per_class=None) -> list[dict]:
 
 def run_detector(name, arch, regime, splits, cfg: TrainConfig, size: int, run_root, pretrained=True,
                  figures_dir=None, figure_prefix="", fresh: bool = False, train_ds=None, val_ds=None,
-                 augment_ops=("flip",)) -> dict:
+                 augment_ops=("flip",), options: dict | None = None) -> dict:
     """Train one detector on ``splits["train"]``, select on ``splits["val"]``, report
     val and test at frame and video level. The run folder is ``run_root/<identity>``
     (a finished run of the same settings and data is reloaded). ``train_ds`` replaces the
     training set (e.g. ``selfblend.training_set``), ``val_ds`` the validation set (its items
     in the order of ``splits["val"]``); ``augment_ops`` are the training augmentations of the
-    index's faces (:func:`dfcourse.datasets.augment`). Returns a result dict (net included)."""
-    net = build_detector(arch, pretrained=pretrained).set_regime(regime)
+    index's faces (:func:`dfcourse.datasets.augment`); ``options`` the detector's build options
+    (:func:`dfcourse.models.build_detector`). Returns a result dict (net included)."""
+    net = build_detector(arch, pretrained=pretrained, options=options).set_regime(regime)
     trainable, total = count_params(net)
     datasets = {s: FaceDataset(rows, size, train=(s == "train"), seed=cfg.seed, augment_ops=augment_ops)
                 for s, rows in splits.items()}
