@@ -4,8 +4,10 @@ and read, and :func:`load_or_train` for notebooks that need an earlier notebook'
 Kinds and who makes them: ``detector`` (notebook 02; ``predict``), ``clip_head``
 (notebook 03), ``localizer`` (notebook 04; ``predict --localize``). Each lives at
 ``<course>/runs/checkpoints/<kind>_latest.pt`` as ``{"format", "build", "state_dict",
-"meta"}`` (``build``: the model's registry name, ``arch``, and options, :mod:`dfcourse.registry`), written atomically and read with ``weights_only=True``. ``meta`` round-trips
-whole: mode, the starting-weights record (pretrained or not, from where), input size,
+"meta"}``, written atomically and read with ``weights_only=True``. ``build`` is the model's
+name and options in :mod:`dfcourse.registry` (``{"arch": "meso4", "highpass": True}``), which
+rebuilds it; checkpoints of older versions (``meso4-plain``, ``encoder``, ``kind``) still load.
+``meta`` round-trips whole: mode, the starting-weights record (pretrained or not, from where), input size,
 the run folder and the data it was trained on.
 Used in notebooks 02, 03, 04 and 05, and by ``predict``.
 """

@@ -29,6 +29,7 @@ import torch
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 
+from . import models  # noqa: F401 - registers the detectors whose layer groups are asked for
 from .cam import compute_cams
 from .registry import model_spec, spec_of
 
