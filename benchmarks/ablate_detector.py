@@ -8,8 +8,8 @@ val and test splits, the epoch chosen on validation loss, and training seconds.
                                          [--batch-size 32]
 
 ``--csv`` merges the rows into a CSV (a row of the same variant, arch, size, epochs and batch
-size is replaced) with the machine, its load and the date of each row: notebook 02 shows
-``benchmarks/results/ablate_detector.csv`` as its ablation table, labelled with them.
+size is replaced) with the machine, its load and the date of each row; :func:`ablation_table`
+reads ``benchmarks/results/ablate_detector.csv`` back as a table, labelled with them.
 
 Every row is selected on validation only; test is scored once per row. Rows:
 
@@ -35,6 +35,7 @@ import csv
 import datetime
 import os
 import platform
+import re
 import tempfile
 import time
 from pathlib import Path
@@ -179,6 +180,34 @@ def write_csv(path, r, args):
         w = csv.DictWriter(f, fieldnames=CSV_FIELDS)
         w.writeheader()
         w.writerows(old + [row])
+
+
+
+RESULTS_CSV = Path(__file__).resolve().parent / "results" / "ablate_detector.csv"
+
+
+def ablation_table(path=RESULTS_CSV) -> tuple[str, list, list] | None:
+    """The from-scratch ablation as ``--csv`` wrote it:
+    ``(caption, header, rows)``, the caption naming the script, machine(s) and date(s) of
+    the measurement; ``None`` when the CSV is absent (run the script to make it)."""
+    path = Path(path)
+    if not path.is_file():
+        return None
+    rows = list(csv.DictReader(open(path)))
+    load = [float(m.group(1)) for r in rows if (m := re.search(r", load ([0-9.]+)", r["machine"]))]
+    where = sorted({re.sub(r", load [0-9.]+", "", r["machine"]) for r in rows})
+    if load:
+        where[-1] += f" (load {min(load):.1f}-{max(load):.1f}: seconds compare rows only roughly)"
+    when = sorted({r["date"][:10] for r in rows})
+    data = sorted({r.get("data") or "demo engine v1" for r in rows})
+    caption = (f"measured by benchmarks/ablate_detector.py on {'; '.join(where)}, {', '.join(when)}; {', '.join(data)}, "
+               "random init, CPU; frame-level AUC, epoch chosen on validation, test scored once; per family = "
+               "that family's test fakes vs all test reals")
+    header = ["variant", "arch", "px", "epochs", "batch", "train items", "best ep", "val AUC", "test AUC", "selfblend", "swap",
+              "rerender", "seconds"]
+    keys = ["variant", "arch", "size", "epochs", "batch", "train", "best", "val", "test", "selfblend", "swap", "rerender",
+            "seconds"]
+    return caption, header, [[r[k] for k in keys] for r in rows]
 
 
 def main():

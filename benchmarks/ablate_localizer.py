@@ -46,7 +46,7 @@ class UNetLocalizer(nn.Module):
         self.up = nn.ModuleList([_conv(b + a, a) for a, b in zip(c, c[1:])])
         self.out = nn.Conv2d(c[0], 1, 1)
         self.cls = nn.Linear(c[-1] + 1, 1)
-        self.kind = "unet"
+        self.arch = "unet"
 
     @property
     def pretrained(self) -> bool:

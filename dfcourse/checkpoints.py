@@ -4,8 +4,10 @@ and read, and :func:`load_or_train` for notebooks that need an earlier notebook'
 Kinds and who makes them: ``detector`` (notebook 02; ``predict``), ``clip_head``
 (notebook 03), ``localizer`` (notebook 04; ``predict --localize``). Each lives at
 ``<course>/runs/checkpoints/<kind>_latest.pt`` as ``{"format", "build", "state_dict",
-"meta"}``, written atomically and read with ``weights_only=True``. ``meta`` round-trips
-whole: mode, the starting-weights record (pretrained or not, from where), input size,
+"meta"}``, written atomically and read with ``weights_only=True``. ``build`` is the model's
+name and options in :mod:`dfcourse.registry` (``{"arch": "meso4", "highpass": True}``), which
+rebuilds it; checkpoints of older versions (``meso4-plain``, ``encoder``, ``kind``) still load.
+``meta`` round-trips whole: mode, the starting-weights record (pretrained or not, from where), input size,
 the run folder and the data it was trained on.
 Used in notebooks 02, 03, 04 and 05, and by ``predict``.
 """
@@ -15,10 +17,10 @@ from pathlib import Path
 
 import torch
 
-from .clip_peft import ClipHead
+from . import clip_peft, localization, models  # noqa: F401 - they register the models saved here
 from .io import atomic_path
-from .localization import MesoLocalizer, ResNetLocalizer
-from .models import Weights, build_detector
+from .models import Weights
+from .registry import create_model, model_spec, options_of
 
 MADE_BY = {"detector": "notebooks/02_resnet_baseline.ipynb", "clip_head": "notebooks/03_clip_peft.ipynb",
            "localizer": "notebooks/04_residual_localization.ipynb"}
@@ -36,13 +38,19 @@ def _how_to_make(kind: str) -> str:
 
 
 def _build_spec(kind: str, net) -> dict:
-    if kind == "detector":
-        return {"arch": net.arch}
-    if kind == "localizer":
-        if getattr(net, "kind", "") not in ("resnet18", "meso4"):
-            raise ValueError("only the ResNet18 and Meso-4 localizers are saved (the CLIP one would need CLIP itself)")
-        return {"encoder": net.kind, "width": net.width, **({"highpass": net.highpass} if net.kind == "meso4" else {})}
-    return {"kind": net.kind, "dim": net.dim, "hidden": net.hidden}
+    """The registry name (``arch``) and options that rebuild ``net``."""
+    spec = model_spec(getattr(net, "arch", type(net).__name__), kind)
+    if not spec.saved:
+        raise ValueError(f"{spec.title()} {kind}s are not saved: rebuild it in {MADE_BY[kind]}")
+    return {"arch": net.arch, **options_of(net, kind)}
+
+
+def _rebuild(kind: str, build: dict):
+    """The model a build spec describes, random init. Older checkpoints named it ``encoder``
+    (localizers) or ``kind`` (CLIP heads); an option they lack takes the registry's default."""
+    key = next(k for k in ("arch", "encoder", "kind") if k in build)
+    options = {k: v for k, v in build.items() if k not in ("arch", "encoder", "kind")}
+    return create_model(build[key], kind, pretrained=False, options=options)
 
 
 def save(path, kind: str, net, **meta) -> Path:
@@ -83,15 +91,9 @@ def load(path, kind: str, device="cpu"):
     ckpt = read(path, kind, device)
     b = ckpt["build"]
     try:
-        if kind == "detector":
-            net = build_detector(b["arch"], pretrained=False, verbose=False)
-        elif kind == "localizer":
-            net = (MesoLocalizer(b["width"], b.get("highpass", False)) if b.get("encoder") == "meso4"
-                   else ResNetLocalizer(pretrained=False, width=b["width"]))
-        else:
-            net = ClipHead(b["kind"], b["dim"], torch.zeros(2, b["dim"]), b["hidden"])
+        net = _rebuild(kind, b)
         net.load_state_dict(ckpt["state_dict"])
-    except (KeyError, ValueError, RuntimeError) as e:
+    except (StopIteration, KeyError, TypeError, ValueError, RuntimeError) as e:
         raise ValueError(f"{path}: its weights do not fit the {kind} it describes ({e.__class__.__name__}); "
                          f"it was saved by another model definition. {_how_to_make(kind)}") from None
     net.meta = ckpt["meta"]

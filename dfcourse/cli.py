@@ -7,11 +7,12 @@ from pathlib import Path
 
 from . import predict
 from .bundle import student_bundle
-from .course import project_root, resolve_device, setup_offline
+from .course import project_root, resolve_device
 from .demo import build_demo, build_ffpp_mini
 from .ffpp import prepare_ffpp, prepare_folder
 from .grading import course_notebooks, grade, student_edition
 from .io import BadInputError
+from .net import setup_offline
 from .sandbox import Limits
 from .shards import grade_workers, merge, parse_shard
 from .runner import run_course

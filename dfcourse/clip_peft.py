@@ -7,7 +7,8 @@ the prompt embeddings, learned temperature and bias). Frozen image features are 
 disk (``FeatureCache``) so heads train for many epochs without re-encoding.
 OpenAI's CLIP weights were trained with QuickGELU: the model is built with the activation
 its weights' tag says (open_clip's pretrained config), wherever the weights come from.
-Used in notebooks 03, 04 (patch tokens) and 05 (CAMs).
+Used in notebooks 03 and 05 (CAMs); notebook 04's CLIP localizer (patch tokens,
+:mod:`dfcourse.localization`) builds on it.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from torch import nn
 from tqdm import tqdm  # text bars: they also read cleanly in executed (nbconvert) copies
 
 from .cam import vit_grid, vit_reshape_transform
-from .course import setup_offline
+from .net import setup_offline
+from .registry import register_model
 from .datasets import load_face, to_tensor
 from .io import atomic_path
 from .models import CLIP_MEAN, CLIP_STD, Normalize, Weights
@@ -139,7 +141,7 @@ class ClipHead(nn.Module):
         super().__init__()
         if kind not in self.KINDS:
             raise ValueError(f"kind must be one of {self.KINDS}, not {kind!r}")
-        self.kind, self.dim, self.hidden = kind, dim, hidden
+        self.arch, self.dim, self.hidden = kind, dim, hidden  # arch: the head's kind, its registry name
         self.register_buffer("text", nn.functional.normalize(text.float(), dim=-1))
         self.adapter = Adapter(dim, hidden) if kind.startswith("adapter") else None
         self.linear = nn.Linear(dim, 1) if kind in ("linear", "adapter") else None
@@ -156,6 +158,18 @@ class ClipHead(nn.Module):
             return self.linear(f)
         sims = nn.functional.normalize(f, dim=-1) @ self.text.T  # (B, 2): [real, fake]
         return (self.log_scale.exp() * (sims[:, 1:] - sims[:, :1]) + self.bias)
+
+
+def _register_heads():
+    """Each kind of :class:`ClipHead` in the registry (task ``clip_head``): what a checkpoint
+    rebuilds it from (``dim``, ``hidden``; the prompt embeddings come with its weights)."""
+    for kind in ClipHead.KINDS:
+        @register_model(kind, "clip_head", display=f"CLIP {kind}", options={"dim": 512, "hidden": 64})
+        def build(pretrained: bool = False, weights=None, dim: int = 512, hidden: int = 64, kind=kind) -> ClipHead:
+            return ClipHead(kind, dim, torch.zeros(2, dim), hidden)
+
+
+_register_heads()
 
 
 class ClipDetector(nn.Module):

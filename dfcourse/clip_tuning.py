@@ -65,7 +65,7 @@ class CoOpHead(nn.Module):
     times (similarity to the learned 'fake' prompt - similarity to the 'real' one). Only
     the prompt context trains."""
 
-    kind = "coop"
+    arch = "coop"
 
     def __init__(self, clip, tokenizer, n_ctx: int = 4):
         super().__init__()

@@ -11,7 +11,6 @@ import json
 import os
 import random
 import shutil
-import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 from .demo import CROP_LANDMARKS_FILE, DEMO_VERSION, build_demo, built_version
 from .ffpp import prepare_ffpp, prepare_folder
 from .io import atomic_path
+from .net import setup_offline
 
 
 def project_root() -> Path:
@@ -31,25 +31,6 @@ def project_root() -> Path:
     if (here / "notebooks").is_dir() and (here / "pyproject.toml").is_file():
         return here
     return Path.cwd().resolve()
-
-
-def network_available(host: str = "huggingface.co", port: int = 443, timeout: float = 1.5) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=timeout):
-            return True
-    except OSError:
-        return False
-
-
-def setup_offline() -> bool:
-    """Set ``HF_HUB_OFFLINE=1`` when the hub is unreachable, so open_clip/timm fail at once
-    instead of retrying for ~46 s. Returns True when offline."""
-    if os.environ.get("HF_HUB_OFFLINE") == "1":
-        return True
-    if network_available():
-        return False
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    return True
 
 
 def resolve_device(device: str = "auto") -> str:

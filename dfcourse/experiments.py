@@ -31,14 +31,15 @@ def balance(rows, seed: int = 0, max_per_class=None) -> list[dict]:
 
 def run_detector(name, arch, regime, splits, cfg: TrainConfig, size: int, run_root, pretrained=True,
                  figures_dir=None, figure_prefix="", fresh: bool = False, train_ds=None, val_ds=None,
-                 augment_ops=("flip",)) -> dict:
+                 augment_ops=("flip",), options: dict | None = None) -> dict:
     """Train one detector on ``splits["train"]``, select on ``splits["val"]``, report
     val and test at frame and video level. The run folder is ``run_root/<identity>``
     (a finished run of the same settings and data is reloaded). ``train_ds`` replaces the
     training set (e.g. ``selfblend.training_set``), ``val_ds`` the validation set (its items
     in the order of ``splits["val"]``); ``augment_ops`` are the training augmentations of the
-    index's faces (:func:`dfcourse.datasets.augment`). Returns a result dict (net included)."""
-    net = build_detector(arch, pretrained=pretrained).set_regime(regime)
+    index's faces (:func:`dfcourse.datasets.augment`); ``options`` the detector's build options
+    (:func:`dfcourse.models.build_detector`). Returns a result dict (net included)."""
+    net = build_detector(arch, pretrained=pretrained, options=options).set_regime(regime)
     trainable, total = count_params(net)
     datasets = {s: FaceDataset(rows, size, train=(s == "train"), seed=cfg.seed, augment_ops=augment_ops)
                 for s, rows in splits.items()}
@@ -73,33 +74,3 @@ def results_table(results) -> tuple[list, list]:
                      f"{t['acc']:.3f}", f"{t['f1']:.3f}",
                      f"{r['test']['video']['auc']:.3f}" if "video" in r["test"] else "-"])
     return header, rows
-
-
-ABLATION_CSV = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "ablate_detector.csv"
-
-
-def ablation_table(path=ABLATION_CSV) -> tuple[str, list, list] | None:
-    """The from-scratch ablation as ``benchmarks/ablate_detector.py --csv`` wrote it:
-    ``(caption, header, rows)``, the caption naming the script, machine(s) and date(s) of
-    the measurement; ``None`` when the CSV is absent (run the script to make it)."""
-    path = Path(path)
-    if not path.is_file():
-        return None
-    import csv
-    import re
-
-    rows = list(csv.DictReader(open(path)))
-    load = [float(m.group(1)) for r in rows if (m := re.search(r", load ([0-9.]+)", r["machine"]))]
-    where = sorted({re.sub(r", load [0-9.]+", "", r["machine"]) for r in rows})
-    if load:
-        where[-1] += f" (load {min(load):.1f}-{max(load):.1f}: seconds compare rows only roughly)"
-    when = sorted({r["date"][:10] for r in rows})
-    data = sorted({r.get("data") or "demo engine v1" for r in rows})
-    caption = (f"measured by benchmarks/ablate_detector.py on {'; '.join(where)}, {', '.join(when)}; {', '.join(data)}, "
-               "random init, CPU; frame-level AUC, epoch chosen on validation, test scored once; per family = "
-               "that family's test fakes vs all test reals")
-    header = ["variant", "arch", "px", "epochs", "batch", "train items", "best ep", "val AUC", "test AUC", "selfblend", "swap",
-              "rerender", "seconds"]
-    keys = ["variant", "arch", "size", "epochs", "batch", "train", "best", "val", "test", "selfblend", "swap", "rerender",
-            "seconds"]
-    return caption, header, [[r[k] for k in keys] for r in rows]

@@ -18,9 +18,11 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset
 
+from .clip_peft import load_clip
 from .datasets import augment_with_map, load_face, to_tensor
 from .io import read_image
 from .models import CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD, Normalize, Weights, build_detector
+from .registry import register_model
 from .runs import rows_fingerprint
 from .synth import residual_target  # noqa: F401 - notebook 04's target, here with its loaders
 from .viz import overlay
@@ -93,7 +95,7 @@ class ResNetLocalizer(nn.Module):
         self.smooth = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
         self.out = nn.Conv2d(width, 1, 1)
         self.cls = nn.Linear(512, 1)
-        self.kind = "resnet18"
+        self.arch = "resnet18"
 
     @property
     def pretrained(self) -> bool:
@@ -126,13 +128,13 @@ class MesoLocalizer(nn.Module):
 
     def __init__(self, width: int = 16, highpass: bool = True):
         super().__init__()
-        self.encoder = build_detector("meso4" if highpass else "meso4-plain", pretrained=False, verbose=False)
+        self.encoder = build_detector("meso4", pretrained=False, verbose=False, options={"highpass": highpass})
         self.weights = self.encoder.weights
         self.width, self.highpass = width, highpass
         self.lateral = nn.ModuleList([nn.Conv2d(16, width, 1) for _ in range(2)])  # blocks 3 and 4: 16 channels
         self.smooth = nn.Sequential(nn.Conv2d(width, width, 3, padding=1), nn.BatchNorm2d(width), nn.ReLU(inplace=True))
         self.out = nn.Conv2d(width, 1, 1)
-        self.kind = "meso4"
+        self.arch = "meso4"
 
     @property
     def pretrained(self) -> bool:
@@ -172,7 +174,7 @@ class ClipLocalizer(nn.Module):
         self.cls = nn.Linear(out_dim, 1)
         size = clip.visual.image_size
         self.input_size = size[0] if isinstance(size, (tuple, list)) else size
-        self.kind, self.regime = "clip", "frozen"
+        self.arch, self.regime = "clip", "frozen"
 
     @property
     def pretrained(self) -> bool:
@@ -191,6 +193,27 @@ class ClipLocalizer(nn.Module):
         grid = tokens.float().reshape(len(x), g, g, -1).permute(0, 3, 1, 2)
         y = F.interpolate(self.decoder(grid), size=x.shape[-2:], mode="bilinear", align_corners=False)
         return self.cls(F.normalize(pooled.float(), dim=-1)), y
+
+
+# The localizers, named by their encoder (notebook 04's ENCODER); ``width`` is the decoder's.
+@register_model("resnet18", "localizer", display="ResNet18", options={"width": 64})
+def build_resnet18_localizer(pretrained: bool = True, weights=None, width: int = 64) -> ResNetLocalizer:
+    return ResNetLocalizer(pretrained, width, weights)
+
+
+@register_model("meso4", "localizer", display="Meso-4", options={"width": 16, "highpass": True}, from_scratch=True,
+                labels={"highpass": {False: "plain"}})
+def build_meso4_localizer(pretrained: bool = False, weights=None, width: int = 16,
+                          highpass: bool = True) -> MesoLocalizer:
+    return MesoLocalizer(width, highpass)
+
+
+@register_model("clip", "localizer", display="CLIP ViT-B/32", input_size=224, saved=False)
+def build_clip_localizer(pretrained: bool = True, weights=None) -> ClipLocalizer:
+    """Notebook 03's CLIP (OpenAI weights when found, ``pretrained`` or not: the decoder is what trains)."""
+    clip, _, clip_weights = load_clip("ViT-B-32", "openai", weights)
+    print(clip_weights.note)
+    return ClipLocalizer(clip, weights=clip_weights)
 
 
 def dice_loss(logits, target, eps: float = 1.0):

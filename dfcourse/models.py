@@ -6,7 +6,9 @@ Weights are looked for, in order: an explicit path; ``$DFCOURSE_WEIGHTS_DIR/<fil
 the torch hub cache (``~/.cache/torch/hub/checkpoints/<file>``); the network, only when it
 is reachable. Otherwise the model keeps its random init and one line says so. What
 happened is a :class:`Weights` record (loaded or not, from where), not a sentence to parse.
-Also the input normalisation every model of the course uses (:class:`Normalize`).
+Also the input normalisation every model of the course uses (:class:`Normalize`), and the
+registry entries (:mod:`dfcourse.registry`) of notebook 02's detectors: ``resnet18``,
+``inception``, ``meso4`` (option ``highpass``; ``meso4-plain`` is its old name for ``highpass=False``).
 Used in notebooks 02, 03 and 04; every model of the course (and ``predict``) is built on it.
 """
 from __future__ import annotations
@@ -19,7 +21,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .course import network_available
+from .net import network_available
+from .registry import create_model, model_spec, register_alias, register_model
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 FACENET_MEAN, FACENET_STD = (0.5, 0.5, 0.5), (128 / 255, 128 / 255, 128 / 255)  # (x - 127.5) / 128
@@ -78,18 +81,15 @@ class WeightSpec:
     url: str
 
 
-WEIGHTS = {
-    "resnet18": WeightSpec("resnet18-f37072fd.pth",
-                           "https://download.pytorch.org/models/resnet18-f37072fd.pth"),
-    "inception": WeightSpec("20180402-114759-vggface2.pt",
-                            "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
-                            "20180402-114759-vggface2.pt"),
-}
+RESNET18_WEIGHTS = WeightSpec("resnet18-f37072fd.pth", "https://download.pytorch.org/models/resnet18-f37072fd.pth")
+INCEPTION_WEIGHTS = WeightSpec("20180402-114759-vggface2.pt",
+                               "https://github.com/timesler/facenet-pytorch/releases/download/v2.2.9/"
+                               "20180402-114759-vggface2.pt")
 
 
 def find_weights(arch: str, path=None) -> Path | None:
     """The first local weights file for ``arch``: ``path``, the weights folder, the hub cache."""
-    spec = WEIGHTS[arch]
+    spec = model_spec(arch).weights
     candidates = [Path(path)] if path else []
     if os.environ.get("DFCOURSE_WEIGHTS_DIR"):
         candidates.append(Path(os.environ["DFCOURSE_WEIGHTS_DIR"]).expanduser() / spec.filename)
@@ -100,8 +100,9 @@ def find_weights(arch: str, path=None) -> Path | None:
 def load_pretrained(module: nn.Module, arch: str, path=None, allow_download: bool = True) -> Weights:
     """Load pretrained weights into ``module`` (keys that do not fit, e.g. a classifier
     head, are skipped). Returns a :class:`Weights` record of what happened; a file that is
-    there but unreadable or of another model is an error naming it, not a random init."""
-    spec = WEIGHTS[arch]
+    there but unreadable or of another model is an error naming it, not a random init.
+    Where the weights come from is the registry's (:mod:`dfcourse.registry`) ``weights`` of ``arch``."""
+    spec = model_spec(arch).weights
     found = find_weights(arch, path)
     if found is None and path:
         raise FileNotFoundError(f"{path}: no such weights file for {arch}")
@@ -129,14 +130,16 @@ def load_pretrained(module: nn.Module, arch: str, path=None, allow_download: boo
 
 class Detector(nn.Module):
     """Backbone + one-logit head. Takes images in [0, 1] (B, 3, H, W) and normalises them
-    itself, so predict, Grad-CAM and training all feed the same thing. Returns (B, 1) logits."""
+    itself (with the registry's ``mean``/``std`` of ``arch``), so predict, Grad-CAM and training
+    all feed the same thing. Returns (B, 1) logits."""
 
-    def __init__(self, arch: str, backbone: nn.Module, num_features: int, mean, std):
+    def __init__(self, arch: str, backbone: nn.Module, num_features: int):
         super().__init__()
-        self.arch, self.num_features = arch, num_features
+        spec = model_spec(arch)
+        self.arch, self.num_features, self.regime = arch, num_features, "full"
         self.backbone = backbone
         self.head = nn.Linear(num_features, 1)
-        self.normalize = Normalize(mean, std)
+        self.normalize = Normalize(spec.mean, spec.std)
         self.weights = Weights.random(arch)
 
     @property
@@ -154,10 +157,11 @@ class Detector(nn.Module):
 
     @property
     def cam_target(self) -> nn.Module:
-        """The layer Grad-CAM looks at: the last convolutional block."""
-        if self.arch == "resnet18":
-            return self.backbone.layer4[-1]
-        return self.backbone.block8
+        """The layer Grad-CAM looks at: the registry's ``cam_target`` of this model."""
+        path = model_spec(self.arch).cam_target
+        if not path:
+            raise ValueError(f"{self.arch} registers no cam_target; pass target_layer= to compute_cams")
+        return self.get_submodule(path)
 
     def set_regime(self, regime: str) -> "Detector":
         """``frozen``: only the head trains (backbone BatchNorm stays in eval mode);
@@ -226,7 +230,7 @@ class Meso4(Detector):
 
         backbone = nn.Sequential(block(6 if highpass else 3, 8, 3, 2), block(8, 8, 5, 2), block(8, 16, 5, 2),
                                  block(16, 16, 5, 0), nn.Flatten())
-        super().__init__("meso4" if highpass else "meso4-plain", backbone, 16 * 8 * 8, (0.5, 0.5, 0.5), (0.5, 0.5, 0.5))
+        super().__init__("meso4", backbone, 16 * 8 * 8)
         self.highpass = highpass
         self.stem = HighPass() if highpass else nn.Identity()
         self.head = MesoHead(nn.Dropout(0.5), nn.Linear(self.num_features, 16), nn.LeakyReLU(0.1),
@@ -239,42 +243,63 @@ class Meso4(Detector):
     def forward_features(self, x):
         return self.backbone(self.prepare(x))
 
-    @property
-    def cam_target(self) -> nn.Module:
-        """The last convolutional block's BatchNorm (before pooling): a 1/8-resolution map."""
-        return self.backbone[3][2]
 
-    def layer_groups(self) -> list[tuple[str, list[str]]]:
-        """Meso-4's layer groups top-down, as ``(name, [module paths])``: the head, then the
-        conv blocks 4 to 1; for a model-parameter randomisation cascade (the ResNet18
-        equivalent is ``dfcourse.sanity.resnet18_groups()``)."""
-        return [("head", ["head"])] + [(f"block{i + 1}", [f"backbone.{i}"]) for i in (3, 2, 1, 0)]
-
-
-def build_detector(arch: str = "resnet18", pretrained: bool = True, weights=None, verbose: bool = True) -> Detector:
-    """``resnet18`` (torchvision, ImageNet) or ``inception`` (facenet-pytorch
-    InceptionResnetV1, VGGFace2), with a one-logit head."""
-    if arch == "resnet18":
-        from torchvision.models import resnet18
-
-        backbone = resnet18(weights=None)
-        backbone.fc = nn.Identity()
-        net = Detector(arch, backbone, 512, IMAGENET_MEAN, IMAGENET_STD)
-    elif arch == "inception":
-        from facenet_pytorch import InceptionResnetV1
-
-        backbone = InceptionResnetV1(pretrained=None, classify=False)
-        net = Detector(arch, backbone, 512, FACENET_MEAN, FACENET_STD)
-    elif arch in ("meso4", "meso4-plain"):  # from scratch by design: no weights to look for
-        net = Meso4(highpass=arch == "meso4")
-        net.weights = (Weights(False, "", "no pretrained weights for meso4: random init") if pretrained
-                       else Weights.random("meso4"))
-        if verbose:
-            print(net.weights.note)
-        return net.set_regime("full")
+def with_weights(net: Detector, pretrained: bool, weights=None) -> Detector:
+    """``net`` with its starting weights: pretrained ones loaded into its backbone (from
+    ``weights``, else where the registry's ``weights`` of ``net.arch`` say) when ``pretrained``,
+    else its random init; a model the registry says has none keeps its init and says so."""
+    if model_spec(net.arch).weights is None:
+        net.weights = (Weights(False, "", f"no pretrained weights for {net.arch}: random init") if pretrained
+                       else Weights.random(net.arch))
     else:
-        raise ValueError(f"unknown arch {arch!r}; choose 'resnet18', 'inception', 'meso4' or 'meso4-plain' (no high-pass input)")
-    net.weights = load_pretrained(backbone, arch, weights) if pretrained else Weights.random(arch)
+        net.weights = load_pretrained(net.backbone, net.arch, weights) if pretrained else Weights.random(net.arch)
+    return net
+
+
+RESNET18_GROUPS = (("head", ["head"]), ("layer4", ["backbone.layer4"]), ("layer3", ["backbone.layer3"]),
+                   ("layer2", ["backbone.layer2"]), ("layer1", ["backbone.layer1"]),
+                   ("stem", ["backbone.conv1", "backbone.bn1"]))
+
+
+@register_model("resnet18", display="ResNet18", mean=IMAGENET_MEAN, std=IMAGENET_STD, weights=RESNET18_WEIGHTS,
+                cam_target="backbone.layer4.1", layer_groups=RESNET18_GROUPS)
+def build_resnet18(pretrained: bool = True, weights=None) -> Detector:
+    """torchvision's ResNet18 (ImageNet weights), a one-logit head; CAMs on its last block."""
+    from torchvision.models import resnet18
+
+    backbone = resnet18(weights=None)
+    backbone.fc = nn.Identity()
+    return with_weights(Detector("resnet18", backbone, 512), pretrained, weights)
+
+
+@register_model("inception", display="InceptionResnetV1", mean=FACENET_MEAN, std=FACENET_STD,
+                weights=INCEPTION_WEIGHTS, cam_target="backbone.block8")
+def build_inception(pretrained: bool = True, weights=None) -> Detector:
+    """facenet-pytorch's InceptionResnetV1 (VGGFace2 weights), a one-logit head."""
+    from facenet_pytorch import InceptionResnetV1
+
+    backbone = InceptionResnetV1(pretrained=None, classify=False)
+    return with_weights(Detector("inception", backbone, 512), pretrained, weights)
+
+
+@register_model("meso4", display="Meso-4", options={"highpass": True}, mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5),
+                from_scratch=True, cam_target="backbone.3.2",  # the last conv block's BatchNorm: a 1/8-resolution map
+                layer_groups=[("head", ["head"])] + [(f"block{i + 1}", [f"backbone.{i}"]) for i in (3, 2, 1, 0)],
+                labels={"highpass": {False: "plain"}})
+def build_meso4(pretrained: bool = False, weights=None, highpass: bool = True) -> Meso4:
+    """Meso-4 from random init (no pretrained weights exist for it); ``highpass=False``: the published net."""
+    return with_weights(Meso4(highpass=highpass), pretrained)
+
+
+register_alias("meso4-plain", "meso4", {"highpass": False})  # its name before highpass was an option
+
+
+def build_detector(arch: str = "resnet18", pretrained: bool = True, weights=None, verbose: bool = True,
+                   options: dict | None = None) -> Detector:
+    """A registered detector (:mod:`dfcourse.registry`: ``resnet18``, ``inception``, ``meso4``...)
+    with ``options`` (e.g. ``{"highpass": False}`` for Meso-4), its starting weights, one line
+    saying what they are (``verbose``), every parameter trainable."""
+    net = create_model(arch, "detector", pretrained, weights, options)
     if verbose:
         print(net.weights.note)
     return net.set_regime("full")

@@ -23,7 +23,8 @@ from .datasets import FaceDataset, augment_ops
 from .demo import IDENTITIES_FILE, DemoViews, demo_identities
 from .experiments import balance, run_detector
 from .index import read_index
-from .localization import LocalizationDataset, MesoLocalizer, ResNetLocalizer, make_loss
+from .localization import LocalizationDataset, make_loss
+from .registry import create_model, model_spec
 from .robustness import THRESHOLD_RULE, choose, shifted_sets
 from .selfblend import EpochConcat, SelfBlendDataset, auc_by_family, real_landmarks, training_set
 from .train import TrainConfig, fit, predict_probs
@@ -104,10 +105,15 @@ def builtin_demo_identities(course, train_rows):
     return idents
 
 
-def meso4_arch(**params) -> str:
-    """``meso4`` (with the high-pass input, :class:`dfcourse.models.HighPass`) or, with
-    ``HIGH_PASS = False``, ``meso4-plain`` (the published net)."""
-    return "meso4" if _params(NB02, params)["high_pass"] else "meso4-plain"
+def meso4_options(**params) -> dict:
+    """Meso-4's build options: with the high-pass input (:class:`dfcourse.models.HighPass`) or,
+    with ``HIGH_PASS = False``, without it (the published net)."""
+    return {"highpass": _params(NB02, params)["high_pass"]}
+
+
+def meso4_label(**params) -> str:
+    """``meso4``, or ``meso4-plain`` without the high-pass input: the start of the run's name."""
+    return model_spec("meso4").label(meso4_options(**params))
 
 
 def meso4_detector(course, splits, fresh: bool = False, **params) -> dict:
@@ -132,12 +138,11 @@ def meso4_detector(course, splits, fresh: bool = False, **params) -> dict:
         n_real = sum(int(r["label"]) == 0 for r in splits["train"])
         pos_weight = n_real / (len(splits["train"]) - n_real)
     cfg.pos_weight = pos_weight
-    arch = meso4_arch(**params)
-    name = f"{arch}-scratch" + ("+views" if views is not None else "+SB" if p["self_blend"] else "")
+    name = f"{meso4_label(**params)}-scratch" + ("+views" if views is not None else "+SB" if p["self_blend"] else "")
     torch.manual_seed(course.seed)
-    return run_detector(name, arch, "full", splits, cfg, size, course.runs / "02_resnet_baseline" / name,
+    return run_detector(name, "meso4", "full", splits, cfg, size, course.runs / "02_resnet_baseline" / name,
                         pretrained=False, figures_dir=course.figures, figure_prefix=f"02_resnet_baseline_{name}_",
-                        fresh=fresh, train_ds=train_ds)
+                        fresh=fresh, train_ds=train_ds, options=meso4_options(**params))
 
 
 def selfblend_only(course, splits, fresh: bool = False, **params) -> dict:
@@ -167,11 +172,11 @@ def selfblend_only(course, splits, fresh: bool = False, **params) -> dict:
         train_ds, _ = training_set(reals, size, course.seed, with_fakes=False, augment_ops=augment_ops(p["augment"]),
                                    landmark_cache=landmark_cache(course), device=course.device)
     torch.manual_seed(course.seed)
-    arch = meso4_arch(**params)
-    name = f"{arch}-SB-only"
-    res = run_detector(name, arch, "full", {"train": reals, "val": sb_val, "test": splits["test"]},
+    name = f"{meso4_label(**params)}-SB-only"
+    res = run_detector(name, "meso4", "full", {"train": reals, "val": sb_val, "test": splits["test"]},
                        scratch_config(course, **params), size, course.runs / "02_resnet_baseline" / name,
-                       pretrained=False, fresh=fresh, train_ds=train_ds, val_ds=val_ds)
+                       pretrained=False, fresh=fresh, train_ds=train_ds, val_ds=val_ds,
+                       options=meso4_options(**params))
     res["by_family"] = auc_by_family(splits["test"], res["test_probs"])
     return res
 
@@ -408,14 +413,12 @@ def clip_selfblend_only(course, index_path, net, text, data: dict, fresh: bool =
 
 # ------------------------------------------------------------------ notebook 04
 def build_localizer(encoder: str, pretrained: bool = True, high_pass: bool = True):
-    """The ``resnet18`` localizer (ImageNet weights when ``pretrained`` and found) or the
-    ``meso4`` one (random init, trained from scratch; its encoder sees the high-pass residual
-    unless ``high_pass`` is False); notebook 04 builds the CLIP one itself."""
-    if encoder == "meso4":
-        return MesoLocalizer(highpass=high_pass)
-    if encoder == "resnet18":
-        return ResNetLocalizer(pretrained=pretrained)
-    raise ValueError(f"encoder must be 'resnet18', 'meso4' or (in notebook 04) 'clip', not {encoder!r}")
+    """The localizer on a registered encoder (:mod:`dfcourse.registry`, task ``localizer``): the
+    ``resnet18`` one (ImageNet weights when ``pretrained`` and found), the ``meso4`` one (random
+    init, trained from scratch; its encoder sees the high-pass residual unless ``high_pass`` is
+    False) or the ``clip`` one (frozen CLIP, notebook 03's weights)."""
+    options = {"highpass": high_pass} if "highpass" in model_spec(encoder, "localizer").options else {}
+    return create_model(encoder, "localizer", pretrained, options=options)
 
 
 def localizer_datasets(splits, input_size: int, seed: int, landmark_cache=None, device="cpu", course=None,
@@ -424,8 +427,8 @@ def localizer_datasets(splits, input_size: int, seed: int, landmark_cache=None, 
     epoch, every real training face freshly self-blended in a random region (one eye, the
     mouth, a cheek, half the face or the whole hull) with its exact mask: the manipulated
     region varies in place, size and shape, so the map cannot be learned from position.
-    The ``meso4`` encoder on the built-in demo data (``course`` given, ``DEMO_VIEWS`` > 0)
-    trains instead on ``DEMO_VIEWS`` fresh views of every training identity per epoch, half of
+    An encoder trained from scratch (``meso4``: the registry's ``from_scratch``) on the built-in
+    demo data (``course`` given, ``DEMO_VIEWS`` > 0) trains instead on ``DEMO_VIEWS`` fresh views of every training identity per epoch, half of
     them forged, with the same residual target (:class:`dfcourse.demo.DemoViews`)."""
     p = _params(NB04, params)
     ops = augment_ops(p["augment"])
@@ -434,7 +437,8 @@ def localizer_datasets(splits, input_size: int, seed: int, landmark_cache=None, 
     if "train" in out:
         out["train_index"] = out["train"]  # the index's own training faces (priors are fitted on these)
     idents = (builtin_demo_identities(course, splits["train"])
-              if p["encoder"] == "meso4" and course is not None and p["demo_views"] and "train" in splits else None)
+              if model_spec(p["encoder"], "localizer").from_scratch and course is not None and p["demo_views"]
+              and "train" in splits else None)
     if idents is not None:
         out["train"] = DemoViews(idents, input_size, views=p["demo_views"], seed=seed, masks=True, target=p["target"],
                                  residual_threshold=p["residual_threshold"], residual_blur=p["residual_blur"],
@@ -453,15 +457,15 @@ def train_localizer(course, net, datasets, fresh: bool = False, **params):
     notebook 02's Meso-4: ``SCRATCH_EPOCHS`` without early stop, batches of
     ``SCRATCH_BATCH_SIZE``, a cosine lr, a render worker on a CPU. Returns the fit result."""
     p = _params(NB04, params)
-    if net.kind == "meso4":
+    if model_spec(net.arch, "localizer").from_scratch:
         cfg = _from_scratch(course, p["quick_scratch_epochs"] if course.quick else p["scratch_epochs"],
                             p["scratch_batch_size"], 1e-3, "cosine")
     else:
         cfg = TrainConfig(num_epochs=p["quick_epochs"] if course.quick else p["num_epochs"], batch_size=p["batch_size"],
                           lr=p["lr"] if net.pretrained else 1e-3, patience=p["patience"], seed=course.seed,
                           device=course.device)
-    return fit(net, datasets["train"], datasets["val"], cfg, course.runs / "04_residual_localization" / net.kind,
-               loss_fn=make_loss(p["map_weight"], p["real_weight"]), name=f"{net.kind}-localizer", fresh=fresh)
+    return fit(net, datasets["train"], datasets["val"], cfg, course.runs / "04_residual_localization" / net.arch,
+               loss_fn=make_loss(p["map_weight"], p["real_weight"]), name=f"{net.arch}-localizer", fresh=fresh)
 
 
 def localizer(course, splits, **params):

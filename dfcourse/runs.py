@@ -49,7 +49,7 @@ def rows_fingerprint(rows) -> str:
 def model_identity(net: torch.nn.Module) -> dict:
     """Class, architecture, regime, the names of trainable parameters, initial weights."""
     trainable = [n for n, p in net.named_parameters() if p.requires_grad]
-    return {"class": type(net).__name__, "arch": getattr(net, "arch", getattr(net, "kind", "")),
+    return {"class": type(net).__name__, "arch": getattr(net, "arch", ""),
             "regime": getattr(net, "regime", ""), "trainable": fingerprint(trainable),
             "weights": tensors_fingerprint(net.state_dict())}
 

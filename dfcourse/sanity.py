@@ -29,26 +29,27 @@ import torch
 from scipy.stats import spearmanr
 from skimage.metrics import structural_similarity
 
+from . import models  # noqa: F401 - registers the detectors whose layer groups are asked for
 from .cam import compute_cams
-
-RESNET18_GROUPS = [("head", ["head"]), ("layer4", ["backbone.layer4"]), ("layer3", ["backbone.layer3"]),
-                   ("layer2", ["backbone.layer2"]), ("layer1", ["backbone.layer1"]),
-                   ("stem", ["backbone.conv1", "backbone.bn1"])]
+from .registry import model_spec, spec_of
 
 
 def resnet18_groups():
     """The cascade for a ResNet18 :class:`~dfcourse.models.Detector`, top block first."""
-    return [(name, list(paths)) for name, paths in RESNET18_GROUPS]
+    return _groups(model_spec("resnet18"))
 
 
 def layer_groups(net) -> list[tuple[str, list[str]]]:
-    """The cascade's layer groups, top-down, for a notebook-02 detector: the model's own
-    ``layer_groups()`` when it has one (Meso-4), ResNet18's otherwise."""
-    if hasattr(net, "layer_groups"):
-        return net.layer_groups()
-    if getattr(net, "arch", None) == "resnet18":
-        return resnet18_groups()
-    raise ValueError(f"no layer groups known for {type(net).__name__} ({getattr(net, 'arch', '?')})")
+    """The cascade's layer groups, top-down, for a notebook-02 detector: those its registry
+    entry names (:mod:`dfcourse.registry`)."""
+    spec = spec_of(net)
+    if spec is None or not spec.layer_groups:
+        raise ValueError(f"no layer groups known for {type(net).__name__} ({getattr(net, 'arch', '?')})")
+    return _groups(spec)
+
+
+def _groups(spec) -> list[tuple[str, list[str]]]:
+    return [(name, list(paths)) for name, paths in spec.layer_groups]
 
 
 def reinitialise(net: torch.nn.Module, paths, seed: int) -> list[str]:

@@ -1,10 +1,8 @@
-"""Notebook 02's ablation table is read from what benchmarks/ablate_detector.py wrote, with
-where and when it was measured; never typed in."""
+"""The ablation table is read back from what benchmarks/ablate_detector.py wrote, with where and
+when it was measured; never typed in."""
 import importlib.util
 from argparse import Namespace
 from pathlib import Path
-
-from dfcourse.experiments import ablation_table
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -25,7 +23,7 @@ def test_ablation_csv_round_trip_and_replace(tmp_path):
     bench.write_csv(path, dict(row, name="SB only", test=0.6), args)
     bench.write_csv(path, dict(row, test=0.7), args)  # same variant, arch, size, epochs, batch: replaced
     bench.write_csv(path, dict(row, test=0.8), Namespace(**{**vars(args), "batch_size": 8}))  # a new row
-    caption, header, rows = ablation_table(path)
+    caption, header, rows = bench.ablation_table(path)
     assert "benchmarks/ablate_detector.py" in caption and "x86_64 CPU, 2 cores" in caption and "2026-01-02" in caption
     assert "demo engine v2" in caption and "v1" not in caption
     assert [(r[0], r[header.index("batch")]) for r in rows] == [("SB only", "32"), ("flip only", "32"),
@@ -35,4 +33,4 @@ def test_ablation_csv_round_trip_and_replace(tmp_path):
 
 
 def test_ablation_table_absent_is_none(tmp_path):
-    assert ablation_table(tmp_path / "none.csv") is None
+    assert _bench().ablation_table(tmp_path / "none.csv") is None

@@ -131,7 +131,7 @@ def test_localizer_checkpoint_and_predict_localize(tmp_path, astronaut, capsys):
         torch.manual_seed(1)
         meso = L.MesoLocalizer(highpass=highpass).eval()
         again = ck.load(ck.save(tmp_path / "meso.pt", "localizer", meso, size=64), "localizer")
-        assert again.kind == "meso4" and again.highpass is highpass
+        assert again.arch == "meso4" and again.highpass is highpass
         assert all(torch.equal(a, b) for a, b in zip(meso(x), again(x)))
 
 
@@ -238,5 +238,5 @@ def test_meso4_localizer_trains_on_fresh_demo_views_only_on_the_builtin_split(de
     assert isinstance(recipes.localizer_datasets(rows, 64, 0, course=course, encoder="meso4")["train"],
                       L.LocalizationDataset)  # a folder's identities: no views to render
     assert isinstance(recipes.build_localizer("meso4"), L.MesoLocalizer)
-    with pytest.raises(ValueError, match="encoder must be"):
+    with pytest.raises(ValueError, match="unknown localizer 'vgg'; choose from .*meso4"):
         recipes.build_localizer("vgg")

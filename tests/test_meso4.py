@@ -5,13 +5,15 @@ import torch
 
 from dfcourse.checkpoints import load, save
 from dfcourse.models import Detector, HighPass, build_detector
+from dfcourse.sanity import layer_groups
 
 
 def test_meso4_shapes_params_and_seam():
     net = build_detector("meso4", pretrained=False, verbose=False).eval()
     assert isinstance(net, Detector) and net.arch == "meso4" and net.highpass
-    plain = build_detector("meso4-plain", pretrained=False, verbose=False)
-    assert plain.arch == "meso4-plain" and not plain.highpass
+    plain = build_detector("meso4", pretrained=False, verbose=False, options={"highpass": False})
+    assert plain.arch == "meso4" and not plain.highpass
+    assert not build_detector("meso4-plain", pretrained=False, verbose=False).highpass  # its old name still builds it
     assert sum(p.numel() for p in plain.parameters()) == 27_977  # as in Afchar et al. (2018)
     assert sum(p.numel() for p in net.parameters()) == 27_977 + 8 * 3 * 3 * 3  # 3 more input channels, first conv
     for size in (64, 96, 256):
@@ -61,7 +63,7 @@ def test_meso4_head_weight_is_the_logit_layer():
 
 def test_meso4_layer_groups_cover_every_parameter_top_down():
     net = build_detector("meso4", pretrained=False, verbose=False)
-    groups = net.layer_groups()
+    groups = layer_groups(net)
     assert [g for g, _ in groups] == ["head", "block4", "block3", "block2", "block1"]
     covered = {f"{path}.{n}" for _, paths in groups for path in paths
                for n, _ in net.get_submodule(path).named_parameters()}
@@ -83,13 +85,22 @@ def test_highpass_is_the_image_and_its_residual_from_the_local_mean():
 
 def test_meso4_plain_checkpoint_round_trip_and_no_mixing(tmp_path):
     torch.manual_seed(0)
-    plain = build_detector("meso4-plain", pretrained=False, verbose=False).eval()
+    plain = build_detector("meso4", pretrained=False, verbose=False, options={"highpass": False}).eval()
     path = save(tmp_path / "plain.pt", "detector", plain, size=96)
     back = load(path, "detector")
     x = torch.rand(2, 3, 96, 96)
-    assert back.arch == "meso4-plain" and not back.highpass and torch.allclose(back(x), plain(x))
+    assert back.arch == "meso4" and not back.highpass and torch.allclose(back(x), plain(x))
     state = torch.load(path, weights_only=True)
-    state["build"]["arch"] = "meso4"  # the published net's weights under the high-pass net's name
+    assert state["build"] == {"arch": "meso4", "highpass": False}
+    state["build"]["highpass"] = True  # the published net's weights under the high-pass net's options
     torch.save(state, tmp_path / "relabelled.pt")
     with pytest.raises(ValueError, match="do not fit"):
         load(tmp_path / "relabelled.pt", "detector")
+    state["build"] = {"arch": "meso4-plain"}  # as checkpoints wrote it when highpass was part of the name
+    torch.save(state, tmp_path / "old.pt")
+    old = load(tmp_path / "old.pt", "detector")
+    assert old.arch == "meso4" and not old.highpass and torch.allclose(old(x), plain(x))
+    state["build"] = {"arch": "meso5"}
+    torch.save(state, tmp_path / "unknown.pt")
+    with pytest.raises(ValueError, match="do not fit"):
+        load(tmp_path / "unknown.pt", "detector")
