@@ -147,14 +147,11 @@ def view(ident: Identity, size: int, rng, jitter: bool = True, border=cv2.BORDER
 
 
 def forge(method, face, lm, rng, donor=None, cues=synth.FULL):
-    """Apply one forgery family with cue strengths ``cues``; returns ``(fake, mask)``."""
-    if method == "selfblend":
-        return synth.self_blend(face, lm, rng, cues)
-    if method == "swap":
-        return synth.swap(face, lm, donor[0], donor[1], rng, cues)
-    if method == "rerender":
-        return synth.rerender(face, lm, rng, cues=cues)
-    raise ValueError(f"unknown method {method!r}; choose from {synth.METHODS}")
+    """Apply one forgery family (:data:`dfcourse.synth.FAMILIES`) with cue strengths ``cues``;
+    returns ``(fake, mask)``."""
+    if method not in synth.FAMILIES:
+        raise ValueError(f"unknown method {method!r}; choose from {synth.families()}")
+    return synth.FAMILIES[method].forge(face, lm, rng, donor, cues)
 
 
 def capture_frame(ident: Identity, size: int, rng, jitter: bool = True, border=cv2.BORDER_REFLECT):
@@ -189,12 +186,14 @@ def donor_face(ident: Identity, size: int, rng):
 
 
 def build_demo(out, size: int = 128, frames_per_id: int = 3, seed: int = 0, faces_dir=None,
-               num_lfw: int = 100, methods=synth.METHODS, device="cpu") -> Path:
+               num_lfw: int = 100, methods=None, device="cpu") -> Path:
     """Write the demo dataset under ``out`` and return its index CSV path.
 
     Identities are split first (72/14/14); a swap's donor comes from the target's split,
-    so no identity crosses splits. ``video_id`` is the target identity.
+    so no identity crosses splits. ``video_id`` is the target identity. ``methods``: the
+    forgery families (default: every registered one, :func:`dfcourse.synth.families`).
     """
+    methods = synth.families() if methods is None else tuple(methods)
     size, frames_per_id = check_positive("--size", size, 16), check_positive("--frames", frames_per_id)
     if faces_dir and Path(faces_dir).resolve() == Path(out).resolve():  # refused before anything is written
         raise BadInputError(f"{faces_dir}: this is also the output folder, so its images and the outputs would "
@@ -227,11 +226,11 @@ def build_demo(out, size: int = 128, frames_per_id: int = 3, seed: int = 0, face
             crop_landmarks[str(real_path.resolve())] = (np.asarray(lm, float) / size).round(4).tolist()
             for method in methods:
                 donor, tag = None, method
-                if method == "swap":
+                if synth.FAMILIES[method].needs_donor:
                     if not donors:
                         continue
                     d = donors[rng.integers(len(donors))]
-                    donor, tag = donor_face(d, size, rng), f"swap-{d.name}"
+                    donor, tag = donor_face(d, size, rng), f"{method}-{d.name}"
                 fake, mask = forge_captured(method, frame, lm, cap, noise_seed, rng, donor)
                 stem = out / "{}" / ident.name / f"{k:02d}_{tag}"
                 fake_path = Path(str(stem).format("faces") + ".png")
@@ -355,12 +354,19 @@ class DemoViews(torch.utils.data.Dataset):
     switched on (:func:`dfcourse.capture.draw_cues`; the shortcut audit switches each off).
     Used in notebooks 02 and 04 (quick mode, :func:`dfcourse.recipes.demo_views`)."""
 
-    def __init__(self, idents, size: int, views: int = 4, methods=("original",) * 3 + synth.METHODS,
+    def __init__(self, idents, size: int, views: int = 4, methods=None,
                  seed: int = 0, crop_size: int = 128, augment_ops=("flip",), masks: bool = False,
                  target: str = "mask", residual_threshold: float = 0.05, residual_blur: float = 1.0,
                  cues=capture.CUES):
-        if len(idents) < 2 and "swap" in methods:
-            raise ValueError("swap needs at least 2 identities")
+        if methods is None:  # one real view per family: the classes balance whatever families are registered
+            methods = ("original",) * len(synth.families()) + synth.families()
+        unknown = [m for m in methods if m != "original" and m not in synth.FAMILIES]
+        if unknown:
+            raise ValueError(f"unknown forgery famil{'ies' if len(unknown) > 1 else 'y'} {unknown}; "
+                             f"registered: {synth.families()}")
+        needs_donor = [m for m in methods if m != "original" and synth.FAMILIES[m].needs_donor]
+        if len(idents) < 2 and needs_donor:
+            raise ValueError(f"{needs_donor[0]} needs at least 2 identities")
         if target not in ("mask", "residual"):
             raise ValueError(f"target must be 'mask' or 'residual', not {target!r}")
         self.idents, self.size, self.views, self.methods = list(idents), size, views, tuple(methods)
@@ -370,6 +376,12 @@ class DemoViews(torch.utils.data.Dataset):
 
     def __len__(self):
         return len(self.idents) * self.views * len(self.methods)
+
+    @property
+    def pos_weight(self) -> float:
+        """The fake class's loss weight that balances these views: real views / forged views."""
+        fakes = sum(m != "original" for m in self.methods)
+        return (len(self.methods) - fakes) / fakes if fakes else 1.0
 
     def identity(self) -> dict:
         """What a run trained on these views depends on (for main's ``dfcourse.runs``)."""
@@ -392,7 +404,7 @@ class DemoViews(torch.utils.data.Dataset):
         if method == "original":
             return face, 0, np.zeros(face.shape[:2], np.float32), method, face
         donor = None
-        if method == "swap":
+        if synth.FAMILIES[method].needs_donor:
             d = (k + 1 + rng.integers(len(self.idents) - 1)) % len(self.idents)
             donor = donor_face(self.idents[d], self.crop_size, rng)
         fake, mask = forge_captured(method, frame, lm, cap, noise_seed, rng, donor, self.cues)

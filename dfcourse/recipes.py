@@ -129,7 +129,7 @@ def meso4_detector(course, splits, fresh: bool = False, **params) -> dict:
     ops = augment_ops(p["augment"])
     views = demo_views(course, splits["train"], size, **params)
     if views is not None:
-        train_ds, pos_weight = views, 1.0  # 3 real : 3 forged views per identity
+        train_ds, pos_weight = views, views.pos_weight  # one real view per forged one: 1.0
     elif p["self_blend"]:
         train_ds, pos_weight = training_set(splits["train"], size, course.seed, with_fakes=True, augment_ops=ops,
                                             landmark_cache=landmark_cache(course), device=course.device)

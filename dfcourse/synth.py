@@ -7,15 +7,19 @@ landmarks, so the same code works on a 128 px crop and on a full video frame.
 Each takes ``cues``: the strength (0-1) of its colour and resolution mismatch. The demo
 engine (:mod:`dfcourse.demo`, built by notebook 01) forges with these inside its capture
 chain (:mod:`dfcourse.capture`); the residual between a fake and its source is notebook 04's
-localization target.
+localization target. The demo engine's families are registered (:func:`register_family`): a
+new one is one decorated function, and the demo data and its views follow.
 Used in notebook 04.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
 import cv2
 import numpy as np
 
-METHODS = ("selfblend", "swap", "rerender")
+METHODS = ("selfblend", "swap", "rerender")  # the built-in families; FAMILIES (below) may hold more
 
 
 def _geometry(lm):
@@ -224,3 +228,53 @@ def residual_target(fake, source, threshold: float = 0.05, blur_sigma: float = 1
     if blur_sigma > 0:
         gap = cv2.GaussianBlur(gap, (0, 0), blur_sigma)
     return np.greater(gap, threshold).astype(np.float32)
+
+
+# ------------------------------------------------------------------ forgery families
+@dataclass(frozen=True)
+class Family:
+    """A forgery family of the demo engine: ``forge(face, lm, rng, donor, cues) -> (fake, mask)``;
+    ``needs_donor``: it takes another identity's face (``donor`` is ``(face, landmarks)``)."""
+
+    name: str
+    forge: Callable
+    needs_donor: bool = False
+
+
+FAMILIES: dict[str, Family] = {}
+
+
+def register_family(name: str, needs_donor: bool = False):
+    """Decorator: add a forgery family. The demo data (:func:`dfcourse.demo.build_demo`), its
+    online views (:class:`dfcourse.demo.DemoViews`, one real view per family, so the classes stay
+    balanced) and the per-family test AUCs then include it."""
+    def add(forge):
+        if name in FAMILIES or name == "original":
+            raise ValueError(f"forgery family {name!r} is already registered (or reserved)")
+        FAMILIES[name] = Family(name, forge, needs_donor)
+        return forge
+    return add
+
+
+def unregister_family(name: str) -> None:
+    FAMILIES.pop(name)
+
+
+def families() -> tuple[str, ...]:
+    """The registered families, in registration order (the built-in three first)."""
+    return tuple(FAMILIES)
+
+
+@register_family("selfblend")
+def _selfblend(face, lm, rng, donor, cues):
+    return self_blend(face, lm, rng, cues)
+
+
+@register_family("swap", needs_donor=True)
+def _swap(face, lm, rng, donor, cues):
+    return swap(face, lm, donor[0], donor[1], rng, cues)
+
+
+@register_family("rerender")
+def _rerender(face, lm, rng, donor, cues):
+    return rerender(face, lm, rng, cues=cues)
